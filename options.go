@@ -1,0 +1,119 @@
+package bus
+
+import "time"
+
+const (
+	defaultHistory = 1024
+	defaultBuffer  = 256
+)
+
+// Option configures a Bus made by New.
+type Option func(*busConfig)
+
+type busConfig struct {
+	history int
+	ttl     time.Duration
+}
+
+func newBusConfig(opts []Option) busConfig {
+	c := busConfig{history: defaultHistory}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.history < 0 {
+		c.history = 0
+	}
+	if c.ttl < 0 {
+		c.ttl = 0
+	}
+	return c
+}
+
+// WithHistory keeps the newest n events of each topic for replay (After,
+// Last, Since, History). A busy topic never evicts a quiet topic's events.
+// 0 disables replay. Default 1024; a negative n counts as 0.
+func WithHistory(n int) Option {
+	return func(c *busConfig) { c.history = n }
+}
+
+// WithHistoryTTL drops retained events once they are older than d, even on a
+// topic nobody publishes to again. 0 (the default) sets no age limit.
+func WithHistoryTTL(d time.Duration) Option {
+	return func(c *busConfig) { c.ttl = d }
+}
+
+// SubscribeOption configures one subscription made by Bus.Subscribe.
+type SubscribeOption func(*subConfig)
+
+type replayKind int
+
+const (
+	replayNone replayKind = iota
+	replayAfter
+	replayLast
+	replaySince
+)
+
+// replayFrom is where a replay starts: one of After, Last or Since.
+type replayFrom struct {
+	kind  replayKind
+	after uint64
+	last  int
+	since time.Time
+}
+
+type subConfig struct {
+	buffer int
+	policy Policy
+	from   replayFrom
+}
+
+func newSubConfig(opts []SubscribeOption) subConfig {
+	c := subConfig{buffer: defaultBuffer, policy: Block}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.buffer < 1 {
+		c.buffer = 1
+	}
+	return c
+}
+
+// WithBuffer lets at most n live events wait unread before the subscription's
+// Policy applies. Replayed events do not count against it. Default 256;
+// n < 1 counts as 1.
+func WithBuffer(n int) SubscribeOption {
+	return func(c *subConfig) { c.buffer = n }
+}
+
+// WithPolicy chooses what happens when the subscription's buffer is full.
+// Default Block.
+func WithPolicy(p Policy) SubscribeOption {
+	return func(c *subConfig) { c.policy = p }
+}
+
+// After replays the retained matching events with Seq > seq, then goes live.
+// After(0) replays everything retained. Of several replay options the last
+// one wins.
+func After(seq uint64) SubscribeOption {
+	return func(c *subConfig) { c.from = replayFrom{kind: replayAfter, after: seq} }
+}
+
+// Last replays the newest n retained matching events, then goes live.
+// Of several replay options the last one wins.
+func Last(n int) SubscribeOption {
+	if n < 0 {
+		n = 0
+	}
+	return func(c *subConfig) { c.from = replayFrom{kind: replayLast, last: n} }
+}
+
+// Since replays the retained matching events with Time >= t, then goes live.
+// Of several replay options the last one wins.
+func Since(t time.Time) SubscribeOption {
+	return func(c *subConfig) { c.from = replayFrom{kind: replaySince, since: t} }
+}
