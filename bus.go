@@ -1,0 +1,338 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is one published event as subscribers and History see it.
+type Event[T any] struct {
+	Seq   uint64    // bus-wide, starts at 1, +1 per published event
+	Topic string    // the topic it was published to
+	Time  time.Time // when Publish accepted it
+	Data  T
+}
+
+// Bus is an in-process event bus for events of type T. Its methods are safe
+// for concurrent use. Make one with New and end it with Close.
+type Bus[T any] struct {
+	epoch string
+	ttl   time.Duration
+
+	// mu orders everything: sequence numbers, history, the subject tree and
+	// every subscription's queue. It is never held while user code runs or
+	// while a publisher waits.
+	mu       sync.Mutex
+	seq      uint64
+	hist     *history[T]
+	tree     subjectTree[*Subscription[T]]
+	subs     map[*Subscription[T]]struct{}
+	literal  map[string]int // subscriptions per literal pattern, for Stats.Topics
+	matches  []*Subscription[T]
+	counts   counts
+	isClosed atomic.Bool
+	lastSeq  atomic.Uint64
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+type counts struct {
+	published, delivered, dropped uint64
+}
+
+// New makes a Bus with a fresh epoch. With WithHistoryTTL it starts one
+// goroutine that expires old events; Close waits for it.
+func New[T any](opts ...Option) *Bus[T] {
+	cfg := newBusConfig(opts)
+	b := &Bus[T]{
+		epoch:   uuid.NewString(),
+		ttl:     cfg.ttl,
+		hist:    newHistory[T](cfg.history, cfg.ttl),
+		subs:    make(map[*Subscription[T]]struct{}),
+		literal: make(map[string]int),
+		done:    make(chan struct{}),
+	}
+	if cfg.ttl > 0 && cfg.history > 0 {
+		b.wg.Add(1)
+		go b.expireLoop()
+	}
+	return b
+}
+
+// Publish gives data the next sequence number, retains it for replay and
+// queues it to every matching subscription under its policy, then returns
+// its Seq. It waits only while a matching Block subscriber is full, and then
+// returns an error wrapping ctx.Err() if ctx ends first; a Publish that need
+// not wait ignores ctx. On error no subscriber and no History ever sees the
+// event, and Seq does not move.
+func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, error) {
+	if b.isClosed.Load() {
+		return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
+	}
+	if err := checkTopic(topic); err != nil {
+		return 0, err
+	}
+	for {
+		b.mu.Lock()
+		if b.isClosed.Load() {
+			b.mu.Unlock()
+			return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
+		}
+		b.matches = b.tree.match(topic, b.matches[:0])
+		full := b.firstFull()
+		if full == nil {
+			seq := b.commit(topic, data)
+			b.mu.Unlock()
+			return seq, nil
+		}
+		queued := len(full.ch)
+		full.waiters.Add(1)
+		clear(b.matches)
+		b.mu.Unlock()
+		err := b.waitRoom(ctx, full, queued)
+		full.waiters.Add(-1)
+		if err != nil {
+			return 0, fmt.Errorf("publish to %q: %w", topic, err)
+		}
+	}
+}
+
+func (b *Bus[T]) firstFull() *Subscription[T] {
+	for _, s := range b.matches {
+		if s.full() {
+			return s
+		}
+	}
+	return nil
+}
+
+// commit makes the event real: Seq, history, queues. Called under b.mu with
+// room in every matching Block subscriber.
+func (b *Bus[T]) commit(topic string, data T) uint64 {
+	b.seq++
+	ev := Event[T]{Seq: b.seq, Topic: topic, Time: time.Now(), Data: data}
+	b.hist.append(ev)
+	for i, s := range b.matches {
+		queued, dropped, slow := s.deliver(ev)
+		if queued {
+			b.counts.delivered++
+		}
+		b.counts.dropped += dropped
+		if slow {
+			b.end(s, ErrSlowConsumer)
+		}
+		b.matches[i] = nil
+	}
+	b.counts.published++
+	b.lastSeq.Store(b.seq)
+	return b.seq
+}
+
+// Spinning briefly before sleeping catches a reader that is draining right
+// now; the sleeps back off so that a reader that is truly stuck costs little.
+const (
+	waitSpins    = 64
+	waitFirstNap = 20 * time.Microsecond
+	waitMaxNap   = time.Millisecond
+)
+
+// waitRoom waits until s may have room: its reader took an event (seen as a
+// shorter queue than queued, or a wake-up from Next), s ended, the bus
+// closed, or ctx ended. A reader ranging over C cannot signal, so the wait
+// looks again after a short, growing nap.
+func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) error {
+	for range waitSpins {
+		if len(s.ch) < queued {
+			return nil
+		}
+		runtime.Gosched()
+	}
+	nap := waitFirstNap
+	t := time.NewTimer(nap)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.room:
+			return nil
+		case <-s.done:
+			return nil
+		case <-b.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if len(s.ch) < queued {
+			return nil
+		}
+		nap = min(2*nap, waitMaxNap)
+		t.Reset(nap)
+	}
+}
+
+// Subscribe starts a subscription to the topics matching pattern. With a
+// replay option (After, Last, Since) the retained events it selects are
+// queued first and the subscription goes live in the same instant, so that
+// no event is missed or repeated between the two.
+func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscription[T], error) {
+	if err := checkPattern(pattern); err != nil {
+		return nil, err
+	}
+	cfg := newSubConfig(opts)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.isClosed.Load() {
+		return nil, fmt.Errorf("%w: subscribe to %q", ErrClosed, pattern)
+	}
+	replay, recovered := b.hist.selectRange(pattern, cfg.from, time.Now())
+	s := &Subscription[T]{
+		bus:       b,
+		pattern:   pattern,
+		policy:    cfg.policy,
+		buffer:    uint64(cfg.buffer),
+		recovered: recovered,
+		ch:        make(chan Event[T], cfg.buffer+len(replay)),
+		done:      make(chan struct{}),
+		room:      make(chan struct{}, 1),
+	}
+	for _, ev := range replay {
+		s.ch <- ev
+	}
+	b.counts.delivered += uint64(len(replay))
+	b.tree.insert(pattern, s)
+	b.subs[s] = struct{}{}
+	if isLiteral(pattern) {
+		b.literal[pattern]++
+	}
+	return s, nil
+}
+
+// end ends s with err: it stops matching, its channel closes after what is
+// queued, and publishers waiting on it go on. Called under b.mu.
+func (b *Bus[T]) end(s *Subscription[T], err error) {
+	s.ended = true
+	s.err.Store(&err)
+	b.tree.remove(s.pattern, s)
+	delete(b.subs, s)
+	if isLiteral(s.pattern) {
+		if b.literal[s.pattern]--; b.literal[s.pattern] == 0 {
+			delete(b.literal, s.pattern)
+		}
+	}
+	close(s.ch)
+	close(s.done)
+}
+
+// History returns the retained events matching pattern with Seq > after,
+// oldest first, at most limit of them (limit <= 0: all).
+func (b *Bus[T]) History(pattern string, after uint64, limit int) ([]Event[T], error) {
+	evs, _, err := b.Replay(pattern, After(after))
+	if limit > 0 && len(evs) > limit {
+		evs = evs[:limit:limit]
+	}
+	return evs, err
+}
+
+// Replay returns what Subscribe(pattern, opts...) would replay right now,
+// oldest first, and what its Recovered would say, without subscribing. Only
+// the replay option among opts matters.
+func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event[T], recovered bool, err error) {
+	if err := checkPattern(pattern); err != nil {
+		return nil, false, err
+	}
+	cfg := newSubConfig(opts)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.isClosed.Load() {
+		return nil, false, fmt.Errorf("%w: replay %q", ErrClosed, pattern)
+	}
+	events, recovered = b.hist.selectRange(pattern, cfg.from, time.Now())
+	return events, recovered, nil
+}
+
+// Seq returns the Seq of the newest published event, 0 before the first.
+func (b *Bus[T]) Seq() uint64 { return b.lastSeq.Load() }
+
+// Epoch returns the random UUID made by New that names this bus's sequence
+// space: a Seq means something only together with its epoch.
+func (b *Bus[T]) Epoch() string { return b.epoch }
+
+// Stats describes a Bus at one instant.
+type Stats struct {
+	// Published, Delivered and Dropped are totals since New. Delivered counts
+	// events queued to subscribers, replayed ones included; Dropped counts
+	// events lost to DropOldest and DropNewest.
+	Published, Delivered, Dropped uint64
+	// Subscribers counts live subscriptions; Topics, topics with retained
+	// events or a subscription naming them literally; Retained, events held
+	// for replay.
+	Subscribers, Topics, Retained int
+}
+
+// Stats returns the bus's counters. It answers after Close too.
+func (b *Bus[T]) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	topics := len(b.hist.topics)
+	for name := range b.literal {
+		if b.hist.topics[name] == nil {
+			topics++
+		}
+	}
+	return Stats{
+		Published:   b.counts.published,
+		Delivered:   b.counts.delivered,
+		Dropped:     b.counts.dropped,
+		Subscribers: len(b.subs),
+		Topics:      topics,
+		Retained:    b.hist.held,
+	}
+}
+
+// Close ends every subscription with ErrClosed (their queued events stay
+// readable), wakes waiting publishers with ErrClosed and returns once the
+// bus's own goroutine is gone. It is idempotent.
+func (b *Bus[T]) Close() error {
+	b.mu.Lock()
+	if !b.isClosed.Load() {
+		b.isClosed.Store(true)
+		for s := range b.subs {
+			b.end(s, ErrClosed)
+		}
+		close(b.done)
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+	return nil
+}
+
+// expireLoop releases expired events, waking when the oldest one expires
+// but at most every ttl/8, until Close.
+func (b *Bus[T]) expireLoop() {
+	defer b.wg.Done()
+	t := time.NewTimer(b.ttl)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		now := time.Now()
+		next := b.hist.expire(now)
+		b.mu.Unlock()
+		wait := b.ttl
+		if !next.IsZero() {
+			wait = next.Sub(now)
+		}
+		t.Reset(max(wait, b.ttl/8))
+	}
+}

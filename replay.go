@@ -1,0 +1,243 @@
+package bus
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// history keeps the newest events of every topic for replay. It is the seam
+// behind which sequencing and retention live: the Bus asks it to append each
+// committed event, to select a replay range and to expire old events, and
+// nothing else reaches into it, so a shared log (NATS JetStream) can stand in
+// its place when several processes share one sequence space. It is not safe
+// for concurrent use; the Bus guards it.
+type history[T any] struct {
+	max    int           // events kept per topic; 0 keeps none
+	ttl    time.Duration // 0: no age limit
+	topics map[string]*topicLog[T]
+	held   int // events retained over all topics
+
+	// lost records the newest loss of topics that were forgotten (all their
+	// events expired) and, with max == 0, of every event. It counts against
+	// every replay, whatever its pattern: that is the conservative case the
+	// package doc names.
+	lost loss
+}
+
+// loss is the newest event that is no longer retained: its Seq and Time.
+type loss struct {
+	seq  uint64
+	time time.Time
+}
+
+func (l *loss) record(seq uint64, t time.Time) {
+	if seq > l.seq {
+		l.seq, l.time = seq, t
+	}
+}
+
+// topicLog is one topic's retained events, oldest first, and its newest loss.
+type topicLog[T any] struct {
+	ring ring[T]
+	lost loss
+}
+
+func newHistory[T any](max int, ttl time.Duration) *history[T] {
+	return &history[T]{max: max, ttl: ttl, topics: make(map[string]*topicLog[T])}
+}
+
+// append retains ev, evicting the topic's oldest event when it is full.
+func (h *history[T]) append(ev Event[T]) {
+	if h.max == 0 {
+		h.lost.record(ev.Seq, ev.Time)
+		return
+	}
+	t := h.topics[ev.Topic]
+	if t == nil {
+		t = &topicLog[T]{}
+		h.topics[ev.Topic] = t
+	}
+	if old, evicted := t.ring.push(ev, h.max); evicted {
+		t.lost.record(old.Seq, old.Time)
+		return
+	}
+	h.held++
+}
+
+// expire drops the events older than the TTL and forgets topics left empty.
+// It returns when the oldest event still retained expires (zero if none).
+func (h *history[T]) expire(now time.Time) time.Time {
+	var next time.Time
+	for name, t := range h.topics {
+		h.expireTopic(name, t, now)
+		if t.ring.n > 0 {
+			if at := t.ring.at(0).Time.Add(h.ttl); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	return next
+}
+
+func (h *history[T]) expireTopic(name string, t *topicLog[T], now time.Time) {
+	if h.ttl <= 0 {
+		return
+	}
+	for t.ring.n > 0 && now.Sub(t.ring.at(0).Time) >= h.ttl {
+		old := t.ring.pop()
+		t.lost.record(old.Seq, old.Time)
+		h.held--
+	}
+	if t.ring.n == 0 {
+		h.lost.record(t.lost.seq, t.lost.time)
+		delete(h.topics, name)
+	}
+}
+
+// selectRange returns the retained events matching pattern that from asks
+// for, oldest first, and whether every event it asks for is still retained.
+func (h *history[T]) selectRange(pattern string, from replayFrom, now time.Time) ([]Event[T], bool) {
+	if from.kind == replayNone {
+		return nil, true
+	}
+	var out []Event[T]
+	lost := h.lost
+	runs := 0
+	h.eachMatch(pattern, now, func(t *topicLog[T]) {
+		lost.record(t.lost.seq, t.lost.time)
+		before := len(out)
+		out = t.ring.appendFrom(out, from)
+		if len(out) > before {
+			runs++
+		}
+	})
+	if runs > 1 {
+		slices.SortFunc(out, func(a, b Event[T]) int { return cmpSeq(a.Seq, b.Seq) })
+	}
+	if from.kind == replayLast && len(out) > from.last {
+		out = out[len(out)-from.last:]
+	}
+	return out, recovered(from, out, lost)
+}
+
+// recovered applies the strict check: false if any lost event is one that
+// from asked for.
+func recovered[T any](from replayFrom, got []Event[T], lost loss) bool {
+	if lost.seq == 0 {
+		return true
+	}
+	switch from.kind {
+	case replayAfter:
+		return lost.seq <= from.after
+	case replaySince:
+		return lost.time.Before(from.since)
+	case replayLast:
+		if from.last == 0 {
+			return true
+		}
+		// Last(n) asks for the n newest matching events ever published: a
+		// loss newer than the oldest of them, or any loss at all when fewer
+		// than n are retained, is one of them.
+		return len(got) == from.last && lost.seq < got[0].Seq
+	}
+	return true
+}
+
+// eachMatch calls fn for every topic with retained events that matches
+// pattern, after expiring its old events.
+func (h *history[T]) eachMatch(pattern string, now time.Time, fn func(*topicLog[T])) {
+	visit := func(name string, t *topicLog[T]) {
+		h.expireTopic(name, t, now)
+		if t.ring.n > 0 {
+			fn(t)
+		}
+	}
+	if isLiteral(pattern) {
+		if t := h.topics[pattern]; t != nil {
+			visit(pattern, t)
+		}
+		return
+	}
+	for name, t := range h.topics {
+		if matchSubject(pattern, name) {
+			visit(name, t)
+		}
+	}
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ring is a FIFO of events that grows up to a cap and then overwrites its
+// oldest event, so that a topic with few events costs little memory and a
+// full one allocates nothing more.
+type ring[T any] struct {
+	buf  []Event[T]
+	head int // index of the oldest event
+	n    int
+}
+
+// push appends ev; at capacity events it evicts and returns the oldest one.
+func (r *ring[T]) push(ev Event[T], capacity int) (old Event[T], evicted bool) {
+	if r.n == len(r.buf) && r.n < capacity {
+		r.grow(capacity)
+	}
+	if r.n == len(r.buf) {
+		old = r.buf[r.head]
+		r.buf[r.head] = ev
+		r.head = (r.head + 1) % len(r.buf)
+		return old, true
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.n++
+	return old, false
+}
+
+func (r *ring[T]) grow(capacity int) {
+	size := min(max(2*len(r.buf), 8), capacity)
+	buf := make([]Event[T], size)
+	for i := range r.n {
+		buf[i] = *r.at(i)
+	}
+	r.buf, r.head = buf, 0
+}
+
+// pop removes and returns the oldest event.
+func (r *ring[T]) pop() Event[T] {
+	ev := r.buf[r.head]
+	r.buf[r.head] = Event[T]{} // let the data be collected
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return ev
+}
+
+// at returns the i-th oldest event.
+func (r *ring[T]) at(i int) *Event[T] {
+	return &r.buf[(r.head+i)%len(r.buf)]
+}
+
+// appendFrom appends the events that from selects, oldest first. For Last it
+// appends up to the newest n; the caller trims across topics.
+func (r *ring[T]) appendFrom(out []Event[T], from replayFrom) []Event[T] {
+	first := 0
+	switch from.kind {
+	case replayAfter:
+		first = sort.Search(r.n, func(i int) bool { return r.at(i).Seq > from.after })
+	case replaySince:
+		first = sort.Search(r.n, func(i int) bool { return !r.at(i).Time.Before(from.since) })
+	case replayLast:
+		first = max(r.n-from.last, 0)
+	}
+	for i := first; i < r.n; i++ {
+		out = append(out, *r.at(i))
+	}
+	return out
+}
