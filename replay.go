@@ -102,7 +102,7 @@ func (h *history[T]) selectRange(pattern string, from replayFrom, now time.Time)
 		return nil, true
 	}
 	var out []Event[T]
-	lost := h.lost
+	var lost loss
 	runs := 0
 	h.eachMatch(pattern, now, func(t *topicLog[T]) {
 		lost.record(t.lost.seq, t.lost.time)
@@ -112,6 +112,7 @@ func (h *history[T]) selectRange(pattern string, from replayFrom, now time.Time)
 			runs++
 		}
 	})
+	lost.record(h.lost.seq, h.lost.time) // after eachMatch: it may forget topics
 	if runs > 1 {
 		slices.SortFunc(out, func(a, b Event[T]) int { return cmpSeq(a.Seq, b.Seq) })
 	}
