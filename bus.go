@@ -314,7 +314,7 @@ func (b *Bus[T]) Close() error {
 }
 
 // expireLoop releases expired events, waking when the oldest one expires
-// but at most every ttl/8, until Close.
+// but at most every ttl/8 (and every millisecond), until Close.
 func (b *Bus[T]) expireLoop() {
 	defer b.wg.Done()
 	t := time.NewTimer(b.ttl)
@@ -333,6 +333,6 @@ func (b *Bus[T]) expireLoop() {
 		if !next.IsZero() {
 			wait = next.Sub(now)
 		}
-		t.Reset(max(wait, b.ttl/8))
+		t.Reset(max(wait, b.ttl/8, time.Millisecond))
 	}
 }

@@ -3,7 +3,9 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -236,5 +238,79 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPolicyProperties is a stress test of every policy at once: several
+// publishers, readers of every policy at different speeds. Each reader must
+// see strictly increasing Seq; Block readers see every matching event;
+// drop-policy readers account for every event as read or dropped; a
+// Disconnect reader sees an unbroken run of the matching events.
+func TestPolicyProperties(t *testing.T) {
+	b := New[int](WithHistory(0))
+	const publishers, perPublisher = 4, 300
+	type reader struct {
+		s    *Subscription[int]
+		got  []uint64
+		slow bool
+	}
+	var readers []*reader
+	for i, p := range []Policy{Block, DropOldest, DropNewest, Disconnect, Block, DropOldest, DropNewest, Disconnect} {
+		pattern := []string{">", "p.*.even"}[i%2]
+		readers = append(readers, &reader{s: mustSubscribe(t, b, pattern, WithBuffer(4), WithPolicy(p)), slow: i >= 4})
+	}
+	var readWG sync.WaitGroup
+	for _, r := range readers {
+		readWG.Go(func() {
+			for ev := range r.s.C() {
+				r.got = append(r.got, ev.Seq)
+				if r.slow {
+					time.Sleep(10 * time.Microsecond) // a reader slower than the publishers
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	var published []Event[int]
+	var pubWG sync.WaitGroup
+	for p := range publishers {
+		pubWG.Go(func() {
+			for i := range perPublisher {
+				topic := fmt.Sprintf("p.%d.%s", p, []string{"even", "odd"}[i%2])
+				seq := mustPublish(t, b, topic, i)
+				mu.Lock()
+				published = append(published, Event[int]{Seq: seq, Topic: topic})
+				mu.Unlock()
+			}
+		})
+	}
+	pubWG.Wait()
+	b.Close()
+	readWG.Wait()
+	slices.SortFunc(published, func(a, b Event[int]) int { return cmpSeq(a.Seq, b.Seq) })
+	for i, r := range readers {
+		var want []uint64
+		for _, ev := range published {
+			if matchSubject(r.s.Pattern(), ev.Topic) {
+				want = append(want, ev.Seq)
+			}
+		}
+		if !slices.IsSorted(r.got) || len(slices.Compact(slices.Clone(r.got))) != len(r.got) {
+			t.Errorf("reader %d (%v): not strictly increasing", i, r.s.policy)
+		}
+		switch r.s.policy {
+		case Block:
+			if !slices.Equal(r.got, want) {
+				t.Errorf("reader %d (Block): got %d events, want all %d", i, len(r.got), len(want))
+			}
+		case DropOldest, DropNewest:
+			if uint64(len(r.got))+r.s.Dropped() != uint64(len(want)) {
+				t.Errorf("reader %d (%v): read %d + dropped %d != %d published", i, r.s.policy, len(r.got), r.s.Dropped(), len(want))
+			}
+		case Disconnect:
+			if len(r.got) > 0 && !slices.Equal(r.got, want[:len(r.got)]) {
+				t.Errorf("reader %d (Disconnect): not an unbroken run from the start", i)
+			}
+		}
 	}
 }
