@@ -22,7 +22,9 @@ export declare const DEFAULTS: Readonly<{
   pingInterval: number;
   pingTimeout: number;
   rateLimitDelay: number;
+  rateLimitQuiet: number;
   maxQueue: number;
+  maxInFlight: number;
   storagePrefix: string;
 }>;
 
@@ -106,13 +108,28 @@ export interface ConnectOptions {
    */
   pingTimeout?: number;
   /**
-   * After a `rate_limited` answer the client stops sending publishes for a
-   * delay drawn between half this and this, doubling (up to maxDelay) while
-   * answers keep saying rate_limited, then resends the refused ones with the
-   * same id. Such publishes are not rejected. Any success resets it.
+   * After a `rate_limited` or `unavailable` answer ("retry later") the
+   * publish is not rejected: the client stops sending publishes for a delay
+   * drawn between half this and this, doubling (up to maxDelay) with each
+   * further refusal, then resends the refused one with the same id, first.
+   * Until rateLimitQuiet passes without a refusal it keeps only one publish
+   * in flight, so each refusal costs the connection one unit of the server's
+   * malformed-frame budget at most (exhausting it closes with 4001).
    * @default 1000
    */
   rateLimitDelay?: number;
+  /**
+   * How long without a refusal ends the careful mode above and resets the
+   * pause to its first step.
+   * @default 30000
+   */
+  rateLimitQuiet?: number;
+  /**
+   * At most this many publishes are sent and unanswered at once (the rest
+   * wait in order), so a long offline queue is not flushed as one burst.
+   * @default 16
+   */
+  maxInFlight?: number;
   /**
    * At most this many publishes wait for the server's answer (queued offline
    * plus in flight); one more rejects at once with code `queue_full`.
@@ -185,6 +202,8 @@ export interface WhalesongEvent<T = any> {
   /** When the server accepted the publish (null if the server sent none). */
   time: Date | null;
   data: T;
+  /** Present when the server could not encode this event's data (data is then null); an "error" (code codec) fires too. */
+  error?: string;
 }
 
 /** What "gap" listeners receive: events of this pattern were lost; reload what you show. */
@@ -211,7 +230,7 @@ export type State = "connecting" | "open" | "closed";
  * unknown_subscription, internal, ...) or the client's own: closed,
  * queue_full, invalid_data, unsubscribed, bad_frame (from the server),
  * handler (a handler or listener threw), abuse (close code 4001),
- * connect_failed, version.
+ * connect_failed, version, codec (the server could not encode an event).
  */
 export declare class WhalesongError extends Error {
   constructor(code: string, message?: string, extra?: object);

@@ -34,7 +34,9 @@ export const DEFAULTS = Object.freeze({
   pingInterval: 25000, // a ping this often while open; 0 disables keepalive
   pingTimeout: 10000, // no frame for this long after a ping drops the connection
   rateLimitDelay: 1000, // first pause of publishing after a rate_limited answer
+  rateLimitQuiet: 30000, // careful publishing ends after this long without a refusal
   maxQueue: 1000, // publishes waiting for an answer (offline or in flight)
+  maxInFlight: 16, // publishes sent and not yet answered
   storagePrefix: "whalesong:", // sessionStorage key prefix (key = prefix + pattern)
 });
 
@@ -172,8 +174,9 @@ export class Client {
   #closed = false;
   #epoch = null;
   #attempt = 0;
-  #timers = { retry: null, healthy: null, connect: null, ping: null, pong: null, pubPause: null };
-  #rateAttempt = 0;
+  #timers = { retry: null, healthy: null, connect: null, ping: null, pong: null, pubPause: null, rateQuiet: null };
+  #rateAttempt = 0; // refusals (rate_limited, unavailable) since the last quiet period
+  #inFlight = 0; // publishes sent on this connection and not yet answered
   #listeners = emptyListeners();
   #subs = new Map(); // subscription id -> Subscription (live ones, in creation order)
   #reqs = new Map(); // sub request id -> Subscription (this connection)
@@ -367,6 +370,7 @@ export class Client {
       sub.buffer = [];
     }
     for (const p of this.#pubs.values()) p.sent = false;
+    this.#inFlight = 0;
     this.#flushStorage();
     if (this.#closed) return;
     if (code === 4001) {
@@ -503,6 +507,10 @@ export class Client {
     sub.lastSeq = ev.seq;
     this.#dirty.add(sub);
     const event = { topic: ev.topic, seq: ev.seq, time: parseTime(ev.time), data: ev.data };
+    if (typeof ev.error === "string") {
+      event.error = ev.error; // the server could not encode this event's data
+      this.#emitError(new WhalesongError("codec", `event ${ev.seq} on ${ev.topic}: ${ev.error}`, { pattern: sub.pattern }));
+    }
     try {
       sub.handler(event);
     } catch (e) {
@@ -514,8 +522,9 @@ export class Client {
     const p = this.#pubs.get(msg.id);
     if (!p) return;
     this.#pubs.delete(msg.id);
-    this.#rateAttempt = 0;
+    if (p.sent) this.#inFlight--;
     p.resolve(msg.seq);
+    this.#flushPubs();
   }
 
   #onError(msg) {
@@ -523,12 +532,15 @@ export class Client {
     const err = new WhalesongError(code, typeof msg.message === "string" ? msg.message : code);
     const p = msg.id !== undefined ? this.#pubs.get(msg.id) : undefined;
     if (p) {
-      if (code === "rate_limited") {
-        p.sent = false; // not published: keep it and try again after a pause
+      if (p.sent) this.#inFlight--;
+      if (code === "rate_limited" || code === "unavailable") {
+        p.sent = false; // not published: keep it (in its place) and try again after a pause
         this.#pausePublishing();
         return;
       }
+      p.sent = false;
       this.#pubs.delete(msg.id);
+      this.#flushPubs();
       err.topic = p.topic;
       p.reject(err);
       return;
@@ -581,16 +593,30 @@ export class Client {
     this.#send(frame);
   }
 
+  // #flushPubs sends queued publishes in call order, keeping at most
+  // maxInFlight unanswered (one while careful after a refusal), so a long
+  // offline queue does not hit the server's rate limit as one burst: every
+  // refusal spends the connection's malformed-frame budget.
   #flushPubs() {
     if (!this.#open || this.#timers.pubPause !== null) return;
+    const limit = this.#rateAttempt > 0 ? 1 : Math.max(1, this.#o.maxInFlight);
     for (const p of this.#pubs.values()) {
+      if (this.#inFlight >= limit) return;
       if (p.sent) continue;
       if (!this.#send(p.frame)) return;
       p.sent = true;
+      this.#inFlight++;
     }
   }
 
+  // #pausePublishing stops sending publishes for a backoff that grows with
+  // each refusal, and goes careful (one in flight) until rateLimitQuiet
+  // passes without a refusal.
   #pausePublishing() {
+    this.#startTimer("rateQuiet", this.#o.rateLimitQuiet, () => {
+      this.#rateAttempt = 0;
+      this.#flushPubs();
+    });
     if (this.#timers.pubPause !== null) return;
     const o = { ...this.#o, initialDelay: this.#o.rateLimitDelay, minDelay: this.#o.rateLimitDelay / 2 };
     const delay = backoffDelay(this.#rateAttempt++, o, this.#random);

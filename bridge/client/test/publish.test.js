@@ -117,32 +117,63 @@ test("server refusals reject with the server's code and message", async () => {
   }
 });
 
-test("rate_limited pauses publishing with growing backoff, then resends with the same id", async () => {
-  const { client, clock, ws } = setup({ random: () => 1 });
+test("rate_limited and unavailable pause publishing with growing backoff, then resend the same id first, one at a time", async () => {
+  for (const code of ["rate_limited", "unavailable"]) {
+    const { client, clock, ws } = setup({ random: () => 1 });
+    ws().hello();
+    const p1 = client.publish("a.b", 1);
+    const p2 = client.publish("a.b", 2);
+    const [f1, f2] = ws().frames("pub");
+    ws().serverSend({ op: "published", id: f2.id, seq: 7 });
+    ws().serverSend({ op: "error", id: f1.id, code, message: "retry later" });
+    assert.equal(await p2, 7);
+    const p3 = client.publish("a.b", 3);
+    const p4 = client.publish("a.b", 4);
+    assert.equal(ws().frames("pub").length, 2, "paused: nothing new goes out");
+    clock.advance(999);
+    assert.equal(ws().frames("pub").length, 2);
+    clock.advance(1);
+    assert.deepEqual(ws().frames("pub").slice(2).map((f) => f.id), [f1.id], "careful: the refused one first, alone");
+    // refused again: the pause doubles
+    ws().serverSend({ op: "error", id: f1.id, code });
+    clock.advance(1999);
+    assert.equal(ws().frames("pub").length, 3);
+    clock.advance(1);
+    assert.equal(ws().frames("pub").length, 4);
+    assert.equal(ws().frames("pub").at(-1).id, f1.id);
+    ws().serverSend({ op: "published", id: f1.id, seq: 9 });
+    const f3 = ws().frames("pub").at(-1);
+    assert.equal(f3.data, 3, "one at a time while careful");
+    assert.equal(ws().frames("pub").length, 5);
+    ws().serverSend({ op: "published", id: f3.id, seq: 10 });
+    ws().serverSend({ op: "published", id: ws().frames("pub").at(-1).id, seq: 11 });
+    assert.deepEqual(await Promise.all([p1, p3, p4]), [9, 10, 11]);
+    // a quiet period ends careful mode: the full window again
+    clock.advance(30000);
+    const before = ws().frames("pub").length;
+    const more = Array.from({ length: 20 }, (_, i) => client.publish("a.b", i));
+    assert.equal(ws().frames("pub").length, before + 16);
+    client.close();
+    await Promise.allSettled(more);
+  }
+});
+
+test("at most maxInFlight publishes are unanswered; answers let the next ones go", async () => {
+  const { client, ws } = setup({ maxInFlight: 3 });
+  const ps = Array.from({ length: 7 }, (_, i) => client.publish("a.b", i));
   ws().hello();
-  const p1 = client.publish("a.b", 1);
-  const p2 = client.publish("a.b", 2);
-  const [f1, f2] = ws().frames("pub");
-  ws().serverSend({ op: "published", id: f2.id, seq: 7 });
-  ws().serverSend({ op: "error", id: f1.id, code: "rate_limited", message: "slow down" });
-  assert.equal(await p2, 7);
-  const p3 = client.publish("a.b", 3);
-  assert.equal(ws().frames("pub").length, 2, "paused: nothing new goes out");
-  clock.advance(999);
-  assert.equal(ws().frames("pub").length, 2);
-  clock.advance(1);
-  const resent = ws().frames("pub").slice(2);
-  assert.deepEqual(resent.map((f) => f.id), [f1.id, resent[1].id]);
-  assert.equal(resent[1].data, 3);
-  // limited again with no success in between: the pause doubles
-  ws().serverSend({ op: "error", id: f1.id, code: "rate_limited" });
-  clock.advance(1999);
-  assert.equal(ws().frames("pub").length, 4);
-  clock.advance(1);
-  assert.equal(ws().frames("pub").at(-1).id, f1.id);
-  ws().serverSend({ op: "published", id: f1.id, seq: 9 });
-  ws().serverSend({ op: "published", id: resent[1].id, seq: 10 });
-  assert.deepEqual(await Promise.all([p1, p3]), [9, 10]);
+  assert.deepEqual(ws().frames("pub").map((f) => f.data), [0, 1, 2]);
+  ws().serverSend({ op: "published", id: ws().frames("pub")[1].id, seq: 2 });
+  assert.deepEqual(ws().frames("pub").map((f) => f.data), [0, 1, 2, 3]);
+  ws().serverSend({ op: "error", id: ws().frames("pub")[0].id, code: "forbidden" });
+  assert.deepEqual(ws().frames("pub").map((f) => f.data), [0, 1, 2, 3, 4]);
+  for (let i = 2; i < 7; i++) {
+    const f = ws().frames("pub").find((x) => x.data === i);
+    ws().serverSend({ op: "published", id: f.id, seq: i + 1 });
+  }
+  const r = await Promise.allSettled(ps);
+  assert.deepEqual(r.map((x) => x.status), ["rejected", "fulfilled", "fulfilled", "fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+  assert.deepEqual(r.slice(1).map((x) => x.value), [2, 3, 4, 5, 6, 7]);
 });
 
 test("close() rejects every pending publish with code closed; later publishes too", async () => {

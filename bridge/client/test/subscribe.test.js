@@ -269,3 +269,15 @@ test("a handler may unsubscribe or close mid-frame; nothing more is handed over"
   ws().events([[sub2.id], 4, 0], [[sub2.id], 5, 0]);
   assert.deepEqual(seen2, [4]);
 });
+
+test("an event the server could not encode arrives with its error, keeps its seq, and reports codec", () => {
+  const { client, ws, log } = setup();
+  const got = [];
+  const sub = client.subscribe("t.>", (ev) => got.push(ev));
+  ws().hello();
+  ws().ack(sub.id);
+  ws().serverSend({ op: "events", events: [{ subs: [sub.id], topic: "t.a", seq: 44, time: "2026-11-27T17:32:29Z", data: null, error: "codec: NaN" }] });
+  ws().events([[sub.id], 45, 1]);
+  assert.deepEqual(got.map((e) => [e.seq, e.data, e.error]), [[44, null, "codec: NaN"], [45, 1, undefined]]);
+  assert.equal(log.errors[0].code, "codec");
+});
