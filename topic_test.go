@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestTopicGrammar(t *testing.T) {
@@ -140,6 +142,10 @@ func FuzzCheckSubject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		topicErr, patternErr := checkTopic(s), checkPattern(s)
+		if (topicErr == nil) != refValid(s, false) || (patternErr == nil) != refValid(s, true) {
+			t.Fatalf("%q: checkTopic %v, checkPattern %v; reference says topic %v, pattern %v",
+				s, topicErr, patternErr, refValid(s, false), refValid(s, true))
+		}
 		if topicErr == nil && patternErr != nil {
 			t.Fatalf("%q is a valid topic but not a valid pattern: %v", s, patternErr)
 		}
@@ -153,4 +159,27 @@ func FuzzCheckSubject(f *testing.F) {
 			t.Fatalf("> does not match %q", s)
 		}
 	})
+}
+
+// refValid is the grammar written as plainly as possible, for the fuzzer to
+// hold the real checker to.
+func refValid(s string, pattern bool) bool {
+	if len(s) < 1 || len(s) > 256 || !utf8.ValidString(s) {
+		return false
+	}
+	toks := strings.Split(s, ".")
+	for i, tok := range toks {
+		if pattern && (tok == "*" || (tok == ">" && i == len(toks)-1)) {
+			continue
+		}
+		if tok == "" {
+			return false
+		}
+		for _, r := range tok {
+			if r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+				return false
+			}
+		}
+	}
+	return true
 }
