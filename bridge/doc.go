@@ -1,0 +1,89 @@
+// Package bridge serves the events of a bus.Bus to browsers (and any
+// WebSocket client) and lets them publish, so that one bus serves goroutines
+// and remote sockets alike:
+//
+//	b := bus.New[Message](bus.WithHistory(1024))
+//	br := bridge.New(b, bridge.WithAuthorize(authorize))
+//	http.Handle("/ws", br)
+//	http.Handle("/whalesong.js", bridge.ClientJS())
+//	...
+//	srv.Shutdown(ctx); br.Close(); b.Close()
+//
+// The wire protocol (JSON text frames) is written down in PROTOCOL.md, with
+// an example of every frame and error code; bridge/client/whalesong.js is
+// its browser client.
+//
+// # Guarantees
+//
+//   - Per client subscription, events arrive in strictly increasing seq and
+//     none twice, across the switch from replay to live.
+//   - Resume: a subscription with after = (epoch, seq) gets every retained
+//     matching event after seq, then live ones, with no gap. The
+//     "subscribed" answer says recovered=false when anything asked for was
+//     no longer retained, or the epoch is another one (the server
+//     restarted: everything retained is replayed). Its "from" is the exact
+//     resume position of a client that has not received an event yet.
+//   - Nothing is dropped silently. A client that falls behind by more than
+//     WithMaxBacklog events is closed with 4000 "resume needed" and its
+//     queue released; it resumes from history. Publishers and other
+//     clients never wait for a slow client.
+//   - A publish retried with the same id within the dedup window
+//     (WithDedupWindow) is published once and answered with the same seq.
+//   - A bad frame gets an error frame with a machine-readable code and never
+//     closes the connection by itself; a spent bad-frame budget closes it
+//     with 4001.
+//   - Close sends going-away (1001) to every client and returns once all the
+//     bridge's goroutines are gone. It leaves the bus open; a closed bus
+//     closes every client with 1001.
+//
+// # Cost
+//
+// Each distinct pattern is one bus subscription shared by every client
+// subscribed to it, read by one goroutine that encodes each event once (the
+// Codec runs once per event, not per client). Each client only adds its
+// subscription ids. A connection costs melody's two goroutines and no more;
+// an idle one holds no write buffer. While a frame is being written to a
+// client, further events for it queue and leave together in one frame, so a
+// busy client costs one socket write per batch, while an idle one gets each
+// event at once.
+//
+// # Security
+//
+// Browsers let any page open a WebSocket to any site, with the user's
+// cookies; the Origin check is what stops a foreign page. By default only an
+// Origin whose host:port is the request's Host is accepted
+// (WithAllowedOrigins lists others). A request without Origin is not a
+// browser and is let through to WithAuthenticate, which runs before the
+// upgrade (an error answers 401, no socket). The identity it returns is
+// passed to WithAuthorize for every subscribe pattern and publish topic;
+// without WithAuthorize, clients may subscribe to anything and publish
+// nothing. Limits: frame size (WithMaxMessageSize), subscriptions per
+// connection (WithMaxSubscriptions), publish rate (WithPublishRate),
+// malformed frames (WithBadFrameBudget), backlog (WithMaxBacklog).
+//
+// # Authorizing wildcard patterns
+//
+// A subscribe pattern may hold wildcards, so an authorizer must ask whether
+// everything the pattern can match is allowed, not whether the pattern
+// matches some allowed topic. A rule meant for "chat.>" must refuse ">" and
+// "*.lobby", which also match "admin.keys". PatternWithin answers exactly
+// that question:
+//
+//	func authorize(id any, a bridge.Action, p string) error {
+//		user := id.(*User)
+//		if a == bridge.Subscribe && (bridge.PatternWithin(p, "chat.>") ||
+//			bridge.PatternWithin(p, "user."+user.Name+".>")) {
+//			return nil
+//		}
+//		if a == bridge.Publish && bridge.PatternWithin(p, "chat.*") {
+//			return nil
+//		}
+//		return errors.New("not allowed")
+//	}
+//
+// Checks such as strings.HasPrefix(p, "chat") or matching the allowed rule
+// against p as if p were a topic are wrong: the first lets "chatter.>"
+// through, the second lets ">" through. Subject tokens may themselves hold
+// characters such as '"' or '\'; the bridge validates every topic and
+// pattern against the bus grammar before the authorizer sees it.
+package bridge

@@ -1,0 +1,161 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	bus "github.com/whalesong/bus"
+)
+
+// sharedEvent is one bus event encoded once for every client: the tail of
+// an events-frame entry, `"topic":..,"seq":..,"time":..,"data":..}`. Each
+// session only prefixes its own subscription ids.
+type sharedEvent struct {
+	seq  uint64
+	tail []byte
+}
+
+// fanout is the one bus subscription that all sessions subscribing to the
+// same pattern share. Its goroutine reads the bus, encodes each event once
+// and hands it to every attached session, never waiting on any of them:
+// delivering is appending to a session's bounded queue under that session's
+// lock. It is refcounted by attachments (one per session that uses the
+// pattern) and closed by the last one to leave.
+type fanout[T any] struct {
+	br      *Bridge[T]
+	pattern string
+	sub     *bus.Subscription[T]
+	refs    int // guarded by br.fanMu
+
+	mu   sync.Mutex                      // serialises changes of atts
+	atts atomic.Pointer[[]*attachment[T]] // copy on write, read without lock
+
+	// lastSeen is the seq of the newest event the goroutine has started to
+	// deliver. A subscription attached after it was read still gets every
+	// event with a greater seq (see session.subscribe).
+	lastSeen atomic.Uint64
+}
+
+// attachment ties one session to one fanout; subs are that session's client
+// subscriptions on the pattern, guarded by the session's lock.
+type attachment[T any] struct {
+	sess *session[T]
+	fan  *fanout[T]
+	subs []*clientSub[T]
+}
+
+// acquire returns the fanout of pattern, starting it (one bus subscription,
+// one goroutine) if none runs, and counts one more user.
+func (br *Bridge[T]) acquire(pattern string) (*fanout[T], error) {
+	br.fanMu.Lock()
+	defer br.fanMu.Unlock()
+	if f := br.fans[pattern]; f != nil {
+		f.refs++
+		return f, nil
+	}
+	sub, err := br.bus.Subscribe(pattern, bus.WithBuffer(fanoutBuffer))
+	if err != nil {
+		return nil, err
+	}
+	f := &fanout[T]{br: br, pattern: pattern, sub: sub, refs: 1}
+	f.atts.Store(new([]*attachment[T]))
+	br.fans[pattern] = f
+	br.fanWG.Add(1)
+	go f.run()
+	return f, nil
+}
+
+// release drops one user of f; the last one closes its bus subscription,
+// which ends its goroutine (Bridge.Close waits for it).
+func (br *Bridge[T]) release(f *fanout[T]) {
+	br.fanMu.Lock()
+	defer br.fanMu.Unlock()
+	if f.refs--; f.refs > 0 {
+		return
+	}
+	delete(br.fans, f.pattern)
+	_ = f.sub.Close()
+}
+
+func (f *fanout[T]) attach(a *attachment[T]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *f.atts.Load()
+	next := make([]*attachment[T], len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, a)
+	f.atts.Store(&next)
+}
+
+func (f *fanout[T]) detach(a *attachment[T]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *f.atts.Load()
+	i := slices.Index(old, a)
+	if i < 0 {
+		return
+	}
+	next := make([]*attachment[T], 0, len(old)-1)
+	next = append(next, old[:i]...)
+	next = append(next, old[i+1:]...)
+	f.atts.Store(&next)
+}
+
+// run reads the bus subscription until it ends. A bus that closed closes
+// every session of the bridge with going-away.
+func (f *fanout[T]) run() {
+	defer f.br.fanWG.Done()
+	ctx := context.Background()
+	for {
+		ev, err := f.sub.Next(ctx)
+		if err != nil {
+			if errors.Is(err, bus.ErrClosed) {
+				f.br.busClosed()
+			}
+			return
+		}
+		f.lastSeen.Store(ev.Seq)
+		se := f.br.encodeEvent(ev, nil)
+		for _, a := range *f.atts.Load() {
+			a.sess.deliver(a, se)
+		}
+	}
+}
+
+// encodeEvent builds the shared tail of ev once: the Codec runs once per
+// event, whatever the number of clients. It appends to buf.
+func (br *Bridge[T]) encodeEvent(ev bus.Event[T], buf []byte) *sharedEvent {
+	return &sharedEvent{seq: ev.Seq, tail: br.appendTail(buf, ev)}
+}
+
+// appendTail appends the events-frame entry tail of ev. A Codec that fails,
+// panics or produces invalid JSON yields "data":null and an "error" string,
+// so that the client's seq accounting stays exact and nothing is dropped
+// silently.
+func (br *Bridge[T]) appendTail(b []byte, ev bus.Event[T]) []byte {
+	data, encErr := br.marshal(ev.Data)
+	if encErr != "" {
+		br.stats.codecErrors.Add(1)
+	}
+	return appendEventTail(b, ev.Topic, ev.Seq, ev.Time, data, encErr)
+}
+
+func (br *Bridge[T]) marshal(v T) (data []byte, encErr string) {
+	defer func() {
+		if r := recover(); r != nil {
+			data, encErr = nil, "codec panicked"
+		}
+	}()
+	data, err := br.cfg.codec.Marshal(v)
+	switch {
+	case err != nil:
+		return nil, "codec: " + err.Error()
+	case br.cfg.customCodec && !json.Valid(data):
+		return nil, "codec: output is not JSON"
+	}
+	return data, ""
+}

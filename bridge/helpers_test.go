@@ -1,0 +1,261 @@
+package bridge
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	bus "github.com/whalesong/bus"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// msg is the payload type of the tests' buses.
+type msg struct {
+	Text string `json:"text"`
+	N    int    `json:"n,omitempty"`
+}
+
+// frame is any server frame, decoded loosely.
+type frame struct {
+	Op        string  `json:"op"`
+	V         int     `json:"v"`
+	Session   string  `json:"session"`
+	Epoch     string  `json:"epoch"`
+	Seq       uint64  `json:"seq"`
+	ID        string  `json:"id"`
+	Sub       string  `json:"sub"`
+	Recovered *bool   `json:"recovered"`
+	From      *uint64 `json:"from"`
+	Code      string  `json:"code"`
+	Message   string  `json:"message"`
+	Events    []entry `json:"events"`
+}
+
+type entry struct {
+	Subs  []string        `json:"subs"`
+	Topic string          `json:"topic"`
+	Seq   uint64          `json:"seq"`
+	Time  time.Time       `json:"time"`
+	Data  json.RawMessage `json:"data"`
+	Error string          `json:"error"`
+}
+
+const readWait = 10 * time.Second
+
+// server is a bus, a bridge on it and an httptest server around it; the
+// test's cleanup closes all three in the order a program would.
+type server struct {
+	t   testing.TB
+	bus *bus.Bus[msg]
+	br  *Bridge[msg]
+	srv *httptest.Server
+	url string
+}
+
+func newServer(t testing.TB, b *bus.Bus[msg], opts ...Option) *server {
+	t.Helper()
+	if b == nil {
+		b = bus.New[msg]()
+	}
+	br := New(b, opts...)
+	mux := http.NewServeMux()
+	mux.Handle("/ws", br)
+	srv := httptest.NewServer(mux)
+	s := &server{t: t, bus: b, br: br, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
+	t.Cleanup(func() {
+		_ = br.Close()
+		srv.Close()
+		_ = b.Close()
+	})
+	return s
+}
+
+// allowAll authorizes every subscribe and publish.
+func allowAll(any, Action, string) error { return nil }
+
+// client is a test WebSocket client.
+type client struct {
+	t     testing.TB
+	c     *websocket.Conn
+	hello frame
+	early []entry // events read while waiting for another answer
+}
+
+// dial connects and reads the hello.
+func (s *server) dial(t testing.TB) *client {
+	t.Helper()
+	c, err := s.tryDial(nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	cl := &client{t: t, c: c}
+	t.Cleanup(func() { _ = c.Close() })
+	cl.hello = cl.read()
+	if cl.hello.Op != "hello" {
+		t.Fatalf("first frame %+v, want hello", cl.hello)
+	}
+	return cl
+}
+
+func (s *server) tryDial(h http.Header) (*websocket.Conn, error) {
+	d := websocket.Dialer{HandshakeTimeout: readWait}
+	c, resp, err := d.Dial(s.url, h)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil && resp != nil {
+		return nil, &statusError{resp.StatusCode, err}
+	}
+	return c, err
+}
+
+type statusError struct {
+	status int
+	err    error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+
+func (cl *client) send(v any) {
+	cl.t.Helper()
+	var data []byte
+	switch v := v.(type) {
+	case string:
+		data = []byte(v)
+	case []byte:
+		data = v
+	default:
+		var err error
+		if data, err = json.Marshal(v); err != nil {
+			cl.t.Fatal(err)
+		}
+	}
+	if err := cl.c.WriteMessage(websocket.TextMessage, data); err != nil {
+		cl.t.Fatalf("write: %v", err)
+	}
+}
+
+// read returns the next frame; it fails the test on a close or timeout.
+func (cl *client) read() frame {
+	cl.t.Helper()
+	f, err := cl.tryRead(readWait)
+	if err != nil {
+		cl.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+func (cl *client) tryRead(wait time.Duration) (frame, error) {
+	_ = cl.c.SetReadDeadline(time.Now().Add(wait))
+	_, data, err := cl.c.ReadMessage()
+	if err != nil {
+		return frame{}, err
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return frame{}, err
+	}
+	return f, nil
+}
+
+// expect reads frames until one with op arrives; events frames before it
+// are returned too.
+func (cl *client) expect(op string) frame {
+	cl.t.Helper()
+	for {
+		f := cl.read()
+		if f.Op == op {
+			return f
+		}
+		if f.Op != "events" {
+			cl.t.Fatalf("got %+v while waiting for %s", f, op)
+		}
+		cl.early = append(cl.early, f.Events...)
+	}
+}
+
+// sub subscribes and returns the subscribed answer.
+func (cl *client) sub(id, pattern string, extra map[string]any) frame {
+	cl.t.Helper()
+	req := map[string]any{"op": "sub", "id": "r-" + id, "sub": id, "pattern": pattern}
+	for k, v := range extra {
+		req[k] = v
+	}
+	cl.send(req)
+	f := cl.expect("subscribed")
+	if f.Op != "subscribed" || f.Sub != id || f.ID != "r-"+id {
+		cl.t.Fatalf("sub %s %s: got %+v", id, pattern, f)
+	}
+	return f
+}
+
+// events reads until n event entries have arrived.
+func (cl *client) events(n int) []entry {
+	cl.t.Helper()
+	out := cl.early
+	cl.early = nil
+	for len(out) < n {
+		f := cl.read()
+		if f.Op != "events" {
+			cl.t.Fatalf("got %+v while waiting for events (%d of %d)", f, len(out), n)
+		}
+		out = append(out, f.Events...)
+	}
+	return out
+}
+
+// closeCode reads until the connection ends and returns its close code.
+func (cl *client) closeCode() int {
+	cl.t.Helper()
+	for {
+		_ = cl.c.SetReadDeadline(time.Now().Add(readWait))
+		_, _, err := cl.c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		cl.t.Fatalf("connection ended without a close frame: %v", err)
+	}
+}
+
+// ping proves the connection still answers.
+func (cl *client) ping() {
+	cl.t.Helper()
+	cl.send(`{"op":"ping","id":"alive"}`)
+	if f := cl.expect("pong"); f.ID != "alive" {
+		cl.t.Fatalf("pong %+v", f)
+	}
+}
+
+// publish publishes on the bus directly.
+func (s *server) publish(topic string, m msg) uint64 {
+	s.t.Helper()
+	seq, err := s.bus.Publish(s.t.Context(), topic, m)
+	if err != nil {
+		s.t.Fatalf("publish: %v", err)
+	}
+	return seq
+}
+
+// waitFor polls cond until it holds: only for states that have no signal
+// (counters of another goroutine).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(readWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,305 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	bus "github.com/whalesong/bus"
+	"golang.org/x/time/rate"
+)
+
+// handle runs one client frame, on the connection's read loop.
+func (s *session[T]) handle(data []byte) {
+	s.br.stats.framesIn.Add(1)
+	if int64(len(data)) > s.br.cfg.maxMessageSize {
+		var f clientFrame
+		salvageIDs(data, &f)
+		s.reject(newProtoError(codeTooLarge, &f, "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
+		return
+	}
+	f, pe := decodeFrame(data)
+	if pe == nil {
+		switch f.Op {
+		case "sub":
+			pe = s.subscribe(f)
+		case "unsub":
+			pe = s.unsubscribe(f)
+		case "pub":
+			pe = s.publish(f)
+		case "ping":
+			s.send(appendPong(getBuf(), f.ID))
+		}
+	}
+	if pe != nil {
+		s.reject(pe)
+	}
+}
+
+// handleBinary answers a binary frame, which the protocol does not use.
+func (s *session[T]) handleBinary([]byte) {
+	s.br.stats.framesIn.Add(1)
+	s.reject(newProtoError(codeBadFrame, nil, "binary frames are not part of the protocol"))
+}
+
+// reject answers with an error frame; codes that smell of abuse spend the
+// bad-frame budget, and a spent budget closes the connection with 4001.
+func (s *session[T]) reject(pe *protoError) {
+	s.br.stats.rejected[pe.code].Add(1)
+	s.send(appendError(getBuf(), pe))
+	if !pe.code.strike() {
+		return
+	}
+	if s.badLim == nil {
+		cfg := &s.br.cfg
+		s.badLim = rate.NewLimiter(rate.Limit(float64(cfg.badFrames)/cfg.badFramePeriod.Seconds()), cfg.badFrames)
+	}
+	if s.badLim.Allow() {
+		return
+	}
+	s.mu.Lock()
+	wasDead := s.dead
+	s.dieLocked()
+	s.mu.Unlock()
+	if !wasDead {
+		s.br.stats.abuseDisconnects.Add(1)
+		s.closeWith(closeAbuse, "too many bad frames")
+	}
+}
+
+// subscribe attaches a client subscription to the shared fanout of its
+// pattern, holding live events, then queues the ack, the replay and the held
+// events in that order, skipping every seq at or below the last one queued.
+func (s *session[T]) subscribe(f *clientFrame) *protoError {
+	br := s.br
+	if why := subjectFault(f.Pattern, true); why != "" {
+		return newProtoError(codeInvalidPattern, f, "invalid pattern %q: %s", clip(f.Pattern), why)
+	}
+	if pe := br.cfg.authorizeFrame(s.ident, Subscribe, f.Pattern, f); pe != nil {
+		return pe
+	}
+	s.mu.Lock()
+	_, dup := s.subs[f.Sub]
+	n := len(s.subs)
+	s.mu.Unlock()
+	switch {
+	case dup:
+		return newProtoError(codeDuplicateSubscription, f, "subscription %q exists", f.Sub)
+	case n >= br.cfg.maxSubs:
+		return newProtoError(codeTooManySubscriptions, f, "at most %d subscriptions per connection", br.cfg.maxSubs)
+	}
+	a, pe := s.attachment(f)
+	if pe != nil {
+		return pe
+	}
+	cs := &clientSub[T]{id: f.Sub, att: a, pending: true}
+	s.mu.Lock()
+	a.subs = append(a.subs, cs)
+	s.subs[f.Sub] = cs
+	s.mu.Unlock()
+	br.stats.subscriptions.Add(1)
+
+	// Every event with a seq above s0 reaches cs through the fanout: the bus
+	// had committed nothing newer when Seq was read, and the fanout had
+	// started to deliver nothing newer when cs joined it.
+	s0 := max(br.bus.Seq(), a.fan.lastSeen.Load())
+	from, recovered, evs, err := s.replay(f, s0)
+	if err != nil {
+		s.dropSub(cs)
+		return busError(f, err)
+	}
+	s.goLive(f, cs, from, recovered, evs)
+	return nil
+}
+
+// attachment returns the session's attachment to the fanout of f.Pattern,
+// starting one if needed.
+func (s *session[T]) attachment(f *clientFrame) (*attachment[T], *protoError) {
+	if a := s.atts[f.Pattern]; a != nil {
+		return a, nil
+	}
+	fan, err := s.br.acquire(f.Pattern)
+	if err != nil {
+		return nil, busError(f, err)
+	}
+	a := &attachment[T]{sess: s, fan: fan}
+	fan.attach(a)
+	s.atts[f.Pattern] = a
+	return a, nil
+}
+
+// replay asks the bus for what the sub frame's resume option selects and
+// says where the subscription starts (PROTOCOL.md, "subscribed").
+func (s *session[T]) replay(f *clientFrame, s0 uint64) (from uint64, recovered bool, evs []bus.Event[T], err error) {
+	b := s.br.bus
+	switch {
+	case f.After != nil && f.After.Epoch != "" && f.After.Epoch != b.Epoch():
+		evs, _, err = b.Replay(f.Pattern, bus.After(0))
+		return 0, false, evs, err
+	case f.After != nil && *f.After.Seq > s0:
+		return s0, false, nil, nil // a position this epoch never reached
+	case f.After != nil:
+		evs, recovered, err = b.Replay(f.Pattern, bus.After(*f.After.Seq))
+		return *f.After.Seq, recovered, evs, err
+	case f.Last != nil:
+		evs, recovered, err = b.Replay(f.Pattern, bus.Last(int(min(*f.Last, math.MaxInt32))))
+	case f.Since != nil:
+		evs, recovered, err = b.Replay(f.Pattern, bus.Since(f.since))
+	default:
+		return s0, true, nil, nil
+	}
+	if len(evs) > 0 {
+		return evs[0].Seq - 1, recovered, evs, err
+	}
+	return s0, recovered, evs, err
+}
+
+// goLive queues the ack, then the replay, then the live events held since
+// cs joined the fanout, and makes cs live, all under one lock so that no
+// live event can slip in between.
+func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], from uint64, recovered bool, evs []bus.Event[T]) {
+	ack := appendSubscribed(getBuf(), f.ID, f.Sub, s.br.bus.Epoch(), recovered, from)
+	for len(evs) > 0 && evs[0].Seq <= from {
+		evs = evs[1:]
+	}
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	cs.lastSent = from
+	s.push(item[T]{frame: ack})
+	if len(evs) > 0 {
+		s.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
+		cs.lastSent = evs[len(evs)-1].Seq
+	}
+	s.backlog -= len(cs.held)
+	for _, se := range cs.held {
+		if se.seq > cs.lastSent {
+			s.push(item[T]{ev: se, sub: cs})
+			cs.lastSent = se.seq
+		}
+	}
+	cs.held, cs.pending = nil, false
+	if s.backlog > s.br.cfg.maxBacklog {
+		s.cutUnlock()
+		return
+	}
+	s.kickUnlock()
+}
+
+func (s *session[T]) unsubscribe(f *clientFrame) *protoError {
+	s.mu.Lock()
+	cs := s.subs[f.Sub]
+	if cs == nil {
+		s.mu.Unlock()
+		return newProtoError(codeUnknownSubscription, f, "no subscription %q", f.Sub)
+	}
+	emptied := s.removeSubLocked(cs)
+	s.mu.Unlock()
+	s.send(appendUnsubscribed(getBuf(), f.ID, f.Sub))
+	if emptied {
+		s.detach(cs.att)
+	}
+	return nil
+}
+
+// dropSub undoes a subscription that could not be completed.
+func (s *session[T]) dropSub(cs *clientSub[T]) {
+	s.mu.Lock()
+	emptied := s.removeSubLocked(cs)
+	s.mu.Unlock()
+	if emptied {
+		s.detach(cs.att)
+	}
+}
+
+// removeSubLocked closes cs, so that its queued entries are skipped, and
+// reports whether its attachment has no subscription left.
+func (s *session[T]) removeSubLocked(cs *clientSub[T]) bool {
+	cs.closed = true
+	delete(s.subs, cs.id)
+	if !s.dead {
+		s.backlog -= len(cs.held)
+	}
+	cs.held = nil
+	a := cs.att
+	a.subs = slices.DeleteFunc(a.subs, func(x *clientSub[T]) bool { return x == cs })
+	s.br.stats.subscriptions.Add(-1)
+	return len(a.subs) == 0
+}
+
+// detach leaves a fanout; the last session to leave closes it.
+func (s *session[T]) detach(a *attachment[T]) {
+	delete(s.atts, a.fan.pattern)
+	a.fan.detach(a)
+	s.br.release(a.fan)
+}
+
+// publish checks, rate-limits and deduplicates a client publish, then
+// publishes it and answers with its seq.
+func (s *session[T]) publish(f *clientFrame) *protoError {
+	br := s.br
+	if why := subjectFault(f.Topic, false); why != "" {
+		return newProtoError(codeInvalidTopic, f, "invalid topic %q: %s", clip(f.Topic), why)
+	}
+	if pe := br.cfg.authorizeFrame(s.ident, Publish, f.Topic, f); pe != nil {
+		return pe
+	}
+	if s.pubLim == nil {
+		s.pubLim = rate.NewLimiter(rate.Limit(br.cfg.pubRate), br.cfg.pubBurst)
+	}
+	if !s.pubLim.Allow() {
+		return newProtoError(codeRateLimited, f, "at most %g publishes per second (burst %d)", br.cfg.pubRate, br.cfg.pubBurst)
+	}
+	var v T
+	if err := br.unmarshal(f.Data, &v); err != nil {
+		return newProtoError(codeBadFrame, f, "pub: data: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(br.ctx, br.cfg.publishTimeout)
+	defer cancel()
+	seq, dup, err := br.dedup.do(ctx, f.ID, f.Topic, func() (uint64, error) {
+		return br.bus.Publish(ctx, f.Topic, v)
+	})
+	if err != nil {
+		return busError(f, err)
+	}
+	if dup {
+		br.stats.deduplicated.Add(1)
+	} else {
+		br.stats.published.Add(1)
+	}
+	s.send(appendPublished(getBuf(), f.ID, seq))
+	return nil
+}
+
+// unmarshal decodes client data with the Codec; a missing data is null, a
+// panicking Codec an error.
+func (br *Bridge[T]) unmarshal(data []byte, v *T) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec panicked: %v", r)
+		}
+	}()
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	return br.cfg.codec.Unmarshal(data, v)
+}
+
+// busError maps an error of the bus (or of waiting for it) to its code.
+func busError(f *clientFrame, err error) *protoError {
+	switch {
+	case errors.Is(err, bus.ErrInvalidTopic):
+		return newProtoError(codeInvalidTopic, f, "%v", err)
+	case errors.Is(err, bus.ErrInvalidPattern):
+		return newProtoError(codeInvalidPattern, f, "%v", err)
+	case errors.Is(err, errIDReused):
+		return newProtoError(codeBadFrame, f, "pub: id %q: %v", f.ID, err)
+	case errors.Is(err, bus.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return newProtoError(codeUnavailable, f, "%v", err)
+	}
+	return newProtoError(codeInternal, f, "%v", err)
+}

@@ -1,0 +1,243 @@
+package bridge
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// The defaults of every option, as PROTOCOL.md documents them.
+const (
+	DefaultMaxMessageSize   = 64 << 10         // bytes per client frame
+	DefaultMaxSubscriptions = 128              // per connection
+	DefaultPublishRate      = 50.0             // publishes per second per connection
+	DefaultPublishBurst     = 100              // publishes at once per connection
+	DefaultMaxBacklog       = 4096             // undelivered events per connection before 4000
+	DefaultBadFrames        = 30               // malformed frames per DefaultBadFramePeriod before 4001
+	DefaultBadFramePeriod   = time.Minute      //
+	DefaultDedupSize        = 16384            // publish ids remembered
+	DefaultDedupAge         = 5 * time.Minute  // how long a publish id is remembered
+	DefaultWriteTimeout     = 10 * time.Second // a socket write blocked this long drops the connection
+	DefaultPublishTimeout   = 5 * time.Second  // a client publish waiting for room on the bus
+	hardCapFactor           = 4                // frames above factor*MaxMessageSize close with 1009
+	fanoutBuffer            = 1024             // events a shared bus subscription may hold unread
+)
+
+// Option configures a Bridge made by New.
+type Option func(*config)
+
+// Codec turns event data into the JSON embedded in events frames and client
+// publish data back into T. Marshal must produce JSON: it is embedded
+// verbatim in the frame.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// jsonCodec is the default Codec: encoding/json.
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// errPublishDenied is the default authorizer's answer to every publish.
+var errPublishDenied = errors.New("clients may not publish (no WithAuthorize)")
+
+type config struct {
+	authenticate   func(r *http.Request) (any, error)
+	authorize      func(identity any, a Action, topicOrPattern string) error
+	origins        []string // normalised; nil: same host
+	anyOrigin      bool
+	maxMessageSize int64
+	maxSubs        int
+	pubRate        float64
+	pubBurst       int
+	codec          Codec
+	customCodec    bool
+	maxBacklog     int
+	badFrames      int
+	badFramePeriod time.Duration
+	dedupSize      int
+	dedupAge       time.Duration
+	writeTimeout   time.Duration
+	publishTimeout time.Duration
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		maxMessageSize: DefaultMaxMessageSize,
+		maxSubs:        DefaultMaxSubscriptions,
+		pubRate:        DefaultPublishRate,
+		pubBurst:       DefaultPublishBurst,
+		codec:          jsonCodec{},
+		maxBacklog:     DefaultMaxBacklog,
+		badFrames:      DefaultBadFrames,
+		badFramePeriod: DefaultBadFramePeriod,
+		dedupSize:      DefaultDedupSize,
+		dedupAge:       DefaultDedupAge,
+		writeTimeout:   DefaultWriteTimeout,
+		publishTimeout: DefaultPublishTimeout,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.authorize == nil {
+		c.authorize = defaultAuthorize
+	}
+	return c
+}
+
+// defaultAuthorize lets clients subscribe to anything and publish nothing.
+func defaultAuthorize(_ any, a Action, _ string) error {
+	if a == Subscribe {
+		return nil
+	}
+	return errPublishDenied
+}
+
+// WithAuthenticate runs fn on every connection request before the WebSocket
+// upgrade. An error answers 401 and no socket is opened; otherwise the
+// identity is kept for the connection's life and passed to the authorizer.
+func WithAuthenticate(fn func(r *http.Request) (identity any, err error)) Option {
+	return func(c *config) { c.authenticate = fn }
+}
+
+// WithAuthorize decides every subscribe pattern and publish topic of a
+// connection; a non-nil error refuses it with code forbidden. Without it
+// clients may subscribe to any pattern and publish nothing. Patterns can hold
+// wildcards: see PatternWithin and the package doc before writing one.
+func WithAuthorize(fn func(identity any, a Action, topicOrPattern string) error) Option {
+	return func(c *config) { c.authorize = fn }
+}
+
+// WithAllowedOrigins replaces the default origin check (the Origin's
+// host:port must equal the request's Host) with an exact list of origins
+// such as "https://app.example.com:8443"; "*" allows any origin. A request
+// without an Origin header (not a browser) is always let through to
+// authentication.
+func WithAllowedOrigins(origins ...string) Option {
+	return func(c *config) {
+		c.origins = c.origins[:0:0]
+		for _, o := range origins {
+			if o == "*" {
+				c.anyOrigin = true
+				continue
+			}
+			if n, ok := normalizeOrigin(o); ok {
+				c.origins = append(c.origins, n)
+			}
+		}
+	}
+}
+
+// WithMaxMessageSize sets the largest client frame, in bytes (default 64
+// KiB). A larger frame is answered with too_large and spends one unit of the
+// bad-frame budget; one above 4*n closes the connection with 1009, so that a
+// client cannot make the server buffer arbitrary amounts. n < 1 keeps the
+// default.
+func WithMaxMessageSize(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxMessageSize = n
+		}
+	}
+}
+
+// WithPublishRate limits each connection to perSecond publishes on average
+// with bursts of burst (default 50/s, burst 100). Over it a publish is
+// answered rate_limited and not published. perSecond <= 0 allows only the
+// burst, ever; burst < 1 counts as 1.
+func WithPublishRate(perSecond float64, burst int) Option {
+	return func(c *config) {
+		c.pubRate = max(perSecond, 0)
+		c.pubBurst = max(burst, 1)
+	}
+}
+
+// WithCodec sets how event data is encoded for clients and how client
+// publish data is decoded (default encoding/json). Marshal must produce
+// JSON; its output is checked with json.Valid once per event.
+func WithCodec(codec Codec) Option {
+	return func(c *config) {
+		if codec != nil {
+			c.codec, c.customCodec = codec, true
+		}
+	}
+}
+
+// WithMaxSubscriptions caps the live subscriptions of one connection
+// (default 128); more are answered too_many_subscriptions. n < 1 keeps the
+// default.
+func WithMaxSubscriptions(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxSubs = n
+		}
+	}
+}
+
+// WithMaxBacklog caps the events waiting to be written to one connection
+// (default 4096). A client that falls further behind is closed with 4000
+// "resume needed" and its queue is released at once; it reconnects and
+// resumes from the last seq it saw. Neither publishers nor other clients
+// ever wait for it. n < 1 keeps the default.
+func WithMaxBacklog(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxBacklog = n
+		}
+	}
+}
+
+// WithBadFrameBudget lets a connection send n bad frames (bad_frame,
+// unknown_op, too_large, rate_limited) per period, refilled continuously,
+// before it is closed with 4001 (default 30 per minute). A single bad frame
+// never closes a connection. n < 1 or period <= 0 keeps the default.
+func WithBadFrameBudget(n int, period time.Duration) Option {
+	return func(c *config) {
+		if n > 0 && period > 0 {
+			c.badFrames, c.badFramePeriod = n, period
+		}
+	}
+}
+
+// WithDedupWindow sets how many client publish ids the bridge remembers
+// (default 16384) and for how long (default 5 minutes). A publish retried
+// with a remembered id is answered with the first attempt's seq and not
+// published again. size < 1 or age <= 0 keeps that default.
+func WithDedupWindow(size int, age time.Duration) Option {
+	return func(c *config) {
+		if size > 0 {
+			c.dedupSize = size
+		}
+		if age > 0 {
+			c.dedupAge = age
+		}
+	}
+}
+
+// WithWriteTimeout bounds one socket write (default 10 s): a client that
+// does not read for that long while the server writes is dropped. It also
+// bounds how long Bridge.Close can wait for a stalled client. d <= 0 keeps
+// the default.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.writeTimeout = d
+		}
+	}
+}
+
+// WithPublishTimeout bounds how long a client publish may wait for room on
+// the bus (Block subscribers that are full); past it the client gets
+// unavailable (default 5 s). d <= 0 keeps the default.
+func WithPublishTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.publishTimeout = d
+		}
+	}
+}

@@ -1,0 +1,368 @@
+package bridge
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// protocolVersion is the v of the hello frame.
+const protocolVersion = 1
+
+// maxIDLen bounds client-chosen request and subscription ids.
+const maxIDLen = 64
+
+// code is a machine-readable error code of an error frame (PROTOCOL.md).
+type code uint8
+
+const (
+	codeBadFrame code = iota
+	codeUnknownOp
+	codeInvalidTopic
+	codeInvalidPattern
+	codeForbidden
+	codeRateLimited
+	codeTooLarge
+	codeTooManySubscriptions
+	codeDuplicateSubscription
+	codeUnknownSubscription
+	codeUnavailable
+	codeInternal
+	numCodes
+)
+
+var codeNames = [numCodes]string{
+	codeBadFrame:              "bad_frame",
+	codeUnknownOp:             "unknown_op",
+	codeInvalidTopic:          "invalid_topic",
+	codeInvalidPattern:        "invalid_pattern",
+	codeForbidden:             "forbidden",
+	codeRateLimited:           "rate_limited",
+	codeTooLarge:              "too_large",
+	codeTooManySubscriptions:  "too_many_subscriptions",
+	codeDuplicateSubscription: "duplicate_subscription",
+	codeUnknownSubscription:   "unknown_subscription",
+	codeUnavailable:           "unavailable",
+	codeInternal:              "internal",
+}
+
+func (c code) String() string { return codeNames[c] }
+
+// strike reports whether the code spends the connection's bad-frame budget.
+func (c code) strike() bool {
+	switch c {
+	case codeBadFrame, codeUnknownOp, codeTooLarge, codeRateLimited:
+		return true
+	}
+	return false
+}
+
+// protoError is a refusal on the wire: an error frame answering request id
+// (and subscription sub, for sub and unsub).
+type protoError struct {
+	code    code
+	id, sub string
+	msg     string
+}
+
+func (e *protoError) Error() string { return e.code.String() + ": " + e.msg }
+
+func newProtoError(c code, f *clientFrame, format string, args ...any) *protoError {
+	e := &protoError{code: c, msg: fmt.Sprintf(format, args...)}
+	if f != nil {
+		e.id = f.ID
+		if f.Op == "sub" || f.Op == "unsub" {
+			e.sub = f.Sub
+		}
+	}
+	return e
+}
+
+// clientFrame is every field any client op can carry.
+type clientFrame struct {
+	Op      string          `json:"op"`
+	ID      string          `json:"id"`
+	Sub     string          `json:"sub"`
+	Pattern string          `json:"pattern"`
+	Topic   string          `json:"topic"`
+	Data    json.RawMessage `json:"data"`
+	After   *afterPos       `json:"after"`
+	Last    *int64          `json:"last"`
+	Since   *string         `json:"since"`
+
+	since time.Time // parsed Since
+}
+
+// afterPos is the resume position of a sub frame.
+type afterPos struct {
+	Epoch string  `json:"epoch"`
+	Seq   *uint64 `json:"seq"`
+}
+
+// decodeFrame parses and checks one client frame. The error always says
+// which request it answers when the frame names one readably.
+func decodeFrame(data []byte) (*clientFrame, *protoError) {
+	f := new(clientFrame)
+	if err := json.Unmarshal(data, f); err != nil {
+		salvageIDs(data, f)
+		return nil, newProtoError(codeBadFrame, f, "not a valid frame: %v", err)
+	}
+	if f.Op == "" {
+		return nil, newProtoError(codeBadFrame, f, "no op")
+	}
+	var e *protoError
+	switch f.Op {
+	case "sub":
+		e = checkSub(f)
+	case "unsub":
+		e = checkIDs(f, true)
+	case "pub":
+		e = checkIDs(f, false)
+	case "ping":
+		e = checkIDs(f, false)
+	default:
+		return nil, newProtoError(codeUnknownOp, f, "unknown op %q", clip(f.Op))
+	}
+	if e != nil {
+		return nil, e
+	}
+	return f, nil
+}
+
+// salvageIDs fills f.ID, f.Sub and f.Op from a frame that did not decode as
+// a whole (say "last":"x"), so that the error can name its request.
+func salvageIDs(data []byte, f *clientFrame) {
+	var ids struct {
+		Op  json.RawMessage `json:"op"`
+		ID  json.RawMessage `json:"id"`
+		Sub json.RawMessage `json:"sub"`
+	}
+	*f = clientFrame{}
+	if json.Unmarshal(data, &ids) != nil {
+		return
+	}
+	f.Op, f.ID, f.Sub = rawString(ids.Op), rawString(ids.ID), rawString(ids.Sub)
+	if !validID(f.ID) {
+		f.ID = ""
+	}
+	if !validID(f.Sub) {
+		f.Sub = ""
+	}
+}
+
+func rawString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+func validID(s string) bool { return s != "" && len(s) <= maxIDLen }
+
+func checkIDs(f *clientFrame, needSub bool) *protoError {
+	if !validID(f.ID) {
+		f.ID = ""
+		return newProtoError(codeBadFrame, f, "%s: id must be a string of 1 to %d bytes", f.Op, maxIDLen)
+	}
+	if needSub && !validID(f.Sub) {
+		f.Sub = ""
+		return newProtoError(codeBadFrame, f, "%s: sub must be a string of 1 to %d bytes", f.Op, maxIDLen)
+	}
+	return nil
+}
+
+func checkSub(f *clientFrame) *protoError {
+	if e := checkIDs(f, true); e != nil {
+		return e
+	}
+	n := 0
+	if f.After != nil {
+		n++
+		if f.After.Seq == nil {
+			return newProtoError(codeBadFrame, f, "sub: after needs a seq")
+		}
+	}
+	if f.Last != nil {
+		n++
+		if *f.Last < 0 {
+			return newProtoError(codeBadFrame, f, "sub: last must be >= 0")
+		}
+	}
+	if f.Since != nil {
+		n++
+		t, err := time.Parse(time.RFC3339Nano, *f.Since)
+		if err != nil {
+			return newProtoError(codeBadFrame, f, "sub: since must be an RFC 3339 time: %v", err)
+		}
+		f.since = t
+	}
+	if n > 1 {
+		return newProtoError(codeBadFrame, f, "sub: at most one of after, last, since")
+	}
+	return nil
+}
+
+// clip shortens client text echoed in a message.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	for i := 64; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i] + "..."
+		}
+	}
+	return "..."
+}
+
+// ---- server frames: built by hand into pooled buffers ----
+
+func appendHello(b []byte, session, epoch string, seq uint64) []byte {
+	b = append(b, `{"op":"hello","v":`...)
+	b = strconv.AppendInt(b, protocolVersion, 10)
+	b = append(b, `,"session":`...)
+	b = appendString(b, session)
+	b = append(b, `,"epoch":`...)
+	b = appendString(b, epoch)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	return append(b, '}')
+}
+
+func appendSubscribed(b []byte, id, sub, epoch string, recovered bool, from uint64) []byte {
+	b = append(b, `{"op":"subscribed","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"sub":`...)
+	b = appendString(b, sub)
+	b = append(b, `,"epoch":`...)
+	b = appendString(b, epoch)
+	b = append(b, `,"recovered":`...)
+	b = strconv.AppendBool(b, recovered)
+	b = append(b, `,"from":`...)
+	b = strconv.AppendUint(b, from, 10)
+	return append(b, '}')
+}
+
+func appendUnsubscribed(b []byte, id, sub string) []byte {
+	b = append(b, `{"op":"unsubscribed","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"sub":`...)
+	b = appendString(b, sub)
+	return append(b, '}')
+}
+
+func appendPublished(b []byte, id string, seq uint64) []byte {
+	b = append(b, `{"op":"published","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	return append(b, '}')
+}
+
+func appendPong(b []byte, id string) []byte {
+	b = append(b, `{"op":"pong","id":`...)
+	b = appendString(b, id)
+	return append(b, '}')
+}
+
+func appendError(b []byte, e *protoError) []byte {
+	b = append(b, `{"op":"error"`...)
+	if e.id != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, e.id)
+	}
+	if e.sub != "" {
+		b = append(b, `,"sub":`...)
+		b = appendString(b, e.sub)
+	}
+	b = append(b, `,"code":`...)
+	b = appendString(b, e.code.String())
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.msg)
+	return append(b, '}')
+}
+
+// Events frames: eventsOpen, then per event `{"subs":[...],` + tail, joined
+// by commas, then eventsClose. The tail is built once per event and shared.
+const (
+	eventsOpen  = `{"op":"events","events":[`
+	eventsClose = `]}`
+)
+
+// appendEventTail appends `"topic":..,"seq":..,"time":..,"data":..}`; data
+// must be valid JSON, or nil with a non-empty encErr.
+func appendEventTail(b []byte, topic string, seq uint64, t time.Time, data []byte, encErr string) []byte {
+	b = append(b, `"topic":`...)
+	b = appendString(b, topic)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"time":"`...)
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
+	if encErr != "" {
+		b = append(b, `null,"error":`...)
+		b = appendString(b, encErr)
+		return append(b, '}')
+	}
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// appendSubsHead appends `{"subs":["a","b"],`.
+func appendSubsHead(b []byte, first string, more []string) []byte {
+	b = append(b, `{"subs":[`...)
+	b = appendString(b, first)
+	for _, s := range more {
+		b = append(b, ',')
+		b = appendString(b, s)
+	}
+	return append(b, "],"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD;
+// control characters are escaped; nothing else is.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

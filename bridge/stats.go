@@ -1,0 +1,69 @@
+package bridge
+
+import "sync/atomic"
+
+// Stats describes a Bridge at one instant, for operators.
+type Stats struct {
+	// Clients is the number of open connections; Subscriptions the live
+	// client subscriptions over all of them; Patterns the distinct patterns
+	// they use, each served by one shared bus subscription.
+	Clients, Subscriptions, Patterns int
+
+	// FramesIn counts client frames received; FramesOut frames written to
+	// clients; EventsOut event entries written (one per event per client,
+	// however many of its subscriptions it was for).
+	FramesIn, FramesOut, EventsOut uint64
+
+	// Published counts client publishes that reached the bus; Deduplicated
+	// retries answered from the dedup window without publishing again.
+	Published, Deduplicated uint64
+
+	// SlowDisconnects counts clients cut off with 4000 because their backlog
+	// passed WithMaxBacklog; AbuseDisconnects clients closed with 4001 when
+	// their bad-frame budget was spent.
+	SlowDisconnects, AbuseDisconnects uint64
+
+	// CodecErrors counts events the Codec could not encode (delivered with
+	// "data":null and an "error").
+	CodecErrors uint64
+
+	// Rejected counts the error frames sent, by code ("forbidden",
+	// "rate_limited", ...). Codes never sent are absent.
+	Rejected map[string]uint64
+}
+
+type counters struct {
+	clients, subscriptions                         atomic.Int64
+	framesIn, framesOut, eventsOut                 atomic.Uint64
+	published, deduplicated                        atomic.Uint64
+	slowDisconnects, abuseDisconnects, codecErrors atomic.Uint64
+	rejected                                       [numCodes]atomic.Uint64
+}
+
+// Stats returns the bridge's counters.
+func (br *Bridge[T]) Stats() Stats {
+	st := &br.stats
+	br.fanMu.Lock()
+	patterns := len(br.fans)
+	br.fanMu.Unlock()
+	out := Stats{
+		Clients:          int(st.clients.Load()),
+		Subscriptions:    int(st.subscriptions.Load()),
+		Patterns:         patterns,
+		FramesIn:         st.framesIn.Load(),
+		FramesOut:        st.framesOut.Load(),
+		EventsOut:        st.eventsOut.Load(),
+		Published:        st.published.Load(),
+		Deduplicated:     st.deduplicated.Load(),
+		SlowDisconnects:  st.slowDisconnects.Load(),
+		AbuseDisconnects: st.abuseDisconnects.Load(),
+		CodecErrors:      st.codecErrors.Load(),
+		Rejected:         make(map[string]uint64),
+	}
+	for c := range numCodes {
+		if n := st.rejected[c].Load(); n > 0 {
+			out.Rejected[c.String()] = n
+		}
+	}
+	return out
+}
