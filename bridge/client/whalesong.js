@@ -103,7 +103,7 @@ export function uuidv4(c = globalThis.crypto) {
  * Connects to a whalesong bridge. Returns at once; the client connects, and
  * reconnects after every drop, by itself until close().
  * @param {string} url the WebSocket URL of the bridge, e.g. "wss://host/ws"
- * @param {import("./whalesong.d.ts").ConnectOptions} [options] see whalesong.d.ts
+ * @param {object} [options] ConnectOptions: every one and its default is in whalesong.d.ts
  * @returns {Client}
  */
 export function connect(url, options = {}) {
@@ -167,10 +167,11 @@ export class Client {
   #setTimeout;
   #clearTimeout;
   #random;
+  #crypto;
   #storage = null;
   #ws = null;
   #open = false; // the current socket said hello
-  #state = "connecting";
+  #state = /** @type {"connecting"|"open"|"closed"} */ ("connecting");
   #closed = false;
   #epoch = null;
   #attempt = 0;
@@ -187,7 +188,7 @@ export class Client {
 
   /**
    * @param {string} url
-   * @param {import("./whalesong.d.ts").ConnectOptions} options
+   * @param {object} options ConnectOptions (whalesong.d.ts)
    */
   constructor(url, options = {}) {
     this.#url = url;
@@ -197,6 +198,7 @@ export class Client {
     this.#setTimeout = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
     this.#clearTimeout = options.clearTimeout || ((t) => clearTimeout(t));
     this.#random = options.random || Math.random;
+    this.#crypto = options.crypto || globalThis.crypto;
     this.#storage = pickStorage(options.storage);
     if (typeof this.#WS !== "function") {
       throw new TypeError("whalesong: no WebSocket constructor (pass options.WebSocket, or use Node 22 / --experimental-websocket)");
@@ -285,7 +287,7 @@ export class Client {
     if (this.#pubs.size >= this.#o.maxQueue) {
       return Promise.reject(new WhalesongError("queue_full", `${this.#pubs.size} publishes already wait for an answer`, { topic }));
     }
-    const id = uuidv4(this.#o.crypto);
+    const id = uuidv4(this.#crypto);
     let frame;
     try {
       frame = JSON.stringify({ op: "pub", id, topic, data: data === undefined ? null : data });
@@ -540,9 +542,8 @@ export class Client {
       }
       p.sent = false;
       this.#pubs.delete(msg.id);
+      p.reject(Object.assign(err, { topic: p.topic }));
       this.#flushPubs();
-      err.topic = p.topic;
-      p.reject(err);
       return;
     }
     let sub = msg.id !== undefined ? this.#reqs.get(msg.id) : undefined;
@@ -557,7 +558,7 @@ export class Client {
   }
 
   #failSub(sub, err) {
-    err.pattern = sub.pattern;
+    Object.assign(err, { pattern: sub.pattern });
     sub.live = false;
     this.#subs.delete(sub.id);
     if (!sub.everAcked) sub._settle(err);
@@ -687,6 +688,10 @@ export class Client {
 
   // #setState reports a change of state, and "connecting" again each time a
   // retry is scheduled (its detail says when).
+  /**
+   * @param {"connecting"|"open"|"closed"} state
+   * @param {object} [detail]
+   */
   #setState(state, detail) {
     if (this.#state === state && !detail) return;
     this.#state = state;

@@ -206,3 +206,33 @@ test("unreadable frames are reported as errors and do not break the connection",
   assert.equal(log.errors.at(-1).code, "bad_frame");
   assert.equal(client.state, "open");
 });
+
+test("on() returns a function that stops the listener; off() does too; unknown names throw", () => {
+  const { client, clock, ws } = setup();
+  const a = [];
+  const b = [];
+  const stopA = client.on("state", (s) => a.push(s));
+  const fb = (s) => b.push(s);
+  client.on("state", fb);
+  ws().hello();
+  stopA();
+  client.off("state", fb);
+  ws().serverClose(1006);
+  clock.advance(clock.delays()[0]);
+  assert.deepEqual(a, ["open"]);
+  assert.deepEqual(b, ["open"]);
+  assert.throws(() => client.on("message", () => {}), TypeError);
+  assert.throws(() => client.on("state", "nope"), TypeError);
+});
+
+test("a throwing state or gap listener is reported as an error and others still run", () => {
+  const { client, ws, log } = setup();
+  const seen = [];
+  client.on("state", () => {
+    throw new Error("bad listener");
+  });
+  client.on("state", (s) => seen.push(s));
+  ws().hello();
+  assert.deepEqual(seen, ["open"]);
+  assert.equal(log.errors.at(-1).code, "handler");
+});
