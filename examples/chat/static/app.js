@@ -25,6 +25,8 @@ const chat = {
   unread: new Map(),
   shown: new Set(), // seqs on screen in this room
   pendingBySeq: new Map(), // published, acknowledged, not yet on screen
+  lastShown: null, // {nick, time} of the newest message, for grouping
+  batch: null, // messages waiting to be appended at the end of this task
 };
 
 // window.__chat is a small read-mostly hook for debugging and for the
@@ -110,6 +112,8 @@ function onGap({ pattern }) {
   const li = document.createElement("li");
   li.className = "divider";
   li.textContent = "some messages may be missing here";
+  chat.lastShown = null;
+  if (chat.batch) flushMessages(); // the divider goes after what came before the gap
   $("messages").append(li);
   notice("The connection was reset and some messages could not be recovered.");
 }
@@ -135,6 +139,8 @@ function join(room) {
   chat.unread.delete(room);
   addRoom(room, true);
   chat.shown.clear();
+  chat.lastShown = null;
+  if (chat.batch) chat.batch.items.replaceChildren();
   for (const li of chat.pendingBySeq.values()) li.remove();
   chat.pendingBySeq.clear();
   $("messages").replaceChildren();
@@ -207,30 +213,39 @@ function renderRooms() {
 
 // ---- messages ------------------------------------------------------------
 
+// showMessage renders one event. Events that arrive together (a replay, a
+// batch frame) are appended in one go at the end of the task, so a page that
+// catches up on thousands of messages lays out once, not once per message.
 function showMessage(ev) {
   hook.received++;
   if (ev.seq <= hook.lastSeq) hook.outOfOrder++;
   hook.lastSeq = Math.max(hook.lastSeq, ev.seq);
 
-  const list = $("messages");
-  const stick = atBottom();
+  if (!chat.batch) {
+    chat.batch = { items: document.createDocumentFragment() };
+    queueMicrotask(flushMessages);
+  }
   const nick = String(ev.data?.nick ?? "?").slice(0, 24) || "?";
   const text = String(ev.data?.text ?? "").slice(0, MAX_TEXT);
   const time = ev.time || new Date();
   const li = messageItem(nick, text, time);
   li.dataset.seq = String(ev.seq);
-  const prev = list.lastElementChild;
-  if (prev?.classList.contains("msg") && prev.dataset.nick === nick &&
-      time - Number(prev.dataset.time) < GROUP_MS) {
-    li.classList.add("cont");
-  }
-  list.append(li);
+  const prev = chat.lastShown;
+  if (prev && prev.nick === nick && time - prev.time < GROUP_MS) li.classList.add("cont");
+  chat.lastShown = { nick, time };
+  chat.batch.items.append(li);
   chat.shown.add(ev.seq);
   chat.pendingBySeq.get(ev.seq)?.remove();
   chat.pendingBySeq.delete(ev.seq);
-  $("empty").hidden = true;
+}
+
+function flushMessages() {
+  const { items } = chat.batch;
+  chat.batch = null;
+  const list = $("messages");
+  list.append(items);
   while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
-  if (stick) scrollDown();
+  $("empty").hidden = true;
 }
 
 function messageItem(nick, text, time) {
@@ -239,7 +254,7 @@ function messageItem(nick, text, time) {
   li.dataset.time = String(time.getTime());
   const stamp = el("time", "", clock(time));
   stamp.dateTime = time.toISOString();
-  stamp.title = time.toLocaleString();
+  stamp.title = FULL.format(time);
   const meta = el("div", "meta");
   meta.append(el("span", "nick", nick), stamp);
   const body = el("div", "body");
@@ -254,10 +269,16 @@ function avatar(nick) {
   return el("span", `avatar c${h % 8}`, [...nick][0] || "?");
 }
 
+// Formatters are built once: toLocale*String builds one per call, which
+// costs more than the rest of rendering a message.
+const HOUR_MINUTE = new Intl.DateTimeFormat([], { hour: "numeric", minute: "2-digit" });
+const DAY = new Intl.DateTimeFormat([], { month: "short", day: "numeric" });
+const FULL = new Intl.DateTimeFormat([], { dateStyle: "full", timeStyle: "medium" });
+
 function clock(time) {
-  const sameDay = time.toDateString() === new Date().toDateString();
-  const hm = time.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
-  return sameDay ? hm : `${time.toLocaleDateString([], { month: "short", day: "numeric" })} ${hm}`;
+  const sameDay = DAY.format(time) === DAY.format(Date.now());
+  const hm = HOUR_MINUTE.format(time);
+  return sameDay ? hm : `${DAY.format(time)} ${hm}`;
 }
 
 function el(tag, className, text) {
@@ -267,14 +288,11 @@ function el(tag, className, text) {
   return e;
 }
 
-function atBottom() {
-  const s = $("scroller");
-  return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
-}
-
+// The scroller is a reversed flex column, so the browser keeps it pinned to
+// the newest message by itself (and leaves it alone while the reader has
+// scrolled up): no layout is read per message. Its bottom is scrollTop 0.
 function scrollDown() {
-  const s = $("scroller");
-  s.scrollTop = s.scrollHeight;
+  $("scroller").scrollTop = 0;
 }
 
 // send publishes text to the current room. The line shows as "sending…"

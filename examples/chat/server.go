@@ -1,0 +1,163 @@
+package main
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/whalesong/bus"
+	"github.com/whalesong/bus/bridge"
+)
+
+// Message is one chat line: the T of the chat's bus. The room is not in it:
+// the topic chat.<room> names the room.
+type Message struct {
+	Nick string `json:"nick"`
+	Text string `json:"text"`
+}
+
+// Limits of the chat's small grammar. The page enforces the same ones.
+const (
+	maxNick    = 24
+	maxRoom    = 32
+	roomPrefix = "chat."
+	roomScope  = roomPrefix + "*" // every room's topic, and nothing else
+	// maxFrame bounds a client frame: a message of 1,000 characters fits
+	// with room to spare, a novel does not.
+	maxFrame = 16 << 10
+)
+
+var (
+	// errBadNick answers a connection attempt whose nick query parameter
+	// breaks the nick grammar; the bridge turns it into a 401.
+	errBadNick = errors.New("chat: bad nick")
+	// errNotChat refuses a subscribe pattern or a publish topic outside
+	// chat.<room>; the client sees error code forbidden.
+	errNotChat = errors.New("chat: only chat.<room> is allowed")
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// server is the chat's HTTP side: the page, the client module and the
+// WebSocket bridge to one bus. Tests build it without listening on a port.
+type server struct {
+	mux    *http.ServeMux
+	bridge *bridge.Bridge[Message]
+}
+
+// newServer routes / to the page, /whalesong.js to the browser client and
+// /ws to a bridge on b that lets a client publish only to chat.<room>.
+// Extra bridge options (tests use them) come after the chat's own.
+func newServer(b *bus.Bus[Message], opts ...bridge.Option) *server {
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil { // the embed directive guarantees the directory
+		panic(err)
+	}
+	base := []bridge.Option{
+		bridge.WithAuthenticate(authenticate),
+		bridge.WithAuthorize(authorize),
+		bridge.WithMaxMessageSize(maxFrame),
+	}
+	s := &server{
+		mux:    http.NewServeMux(),
+		bridge: bridge.New(b, append(base, opts...)...),
+	}
+	s.mux.Handle("GET /whalesong.js", bridge.ClientJS())
+	s.mux.Handle("GET /ws", s.bridge)
+	s.mux.Handle("GET /", pageHeaders(http.FileServerFS(static)))
+	return s
+}
+
+// ServeHTTP serves the page, the client module and the WebSocket endpoint.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close sends going-away to every connected page; it leaves the bus open.
+func (s *server) Close() error {
+	return s.bridge.Close()
+}
+
+// pageHeaders adds the headers a small public page should have: the page
+// loads nothing from elsewhere and cannot be framed.
+func pageHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate takes the nick from the WebSocket URL (/ws?nick=ada) as the
+// connection's identity. It is a demo: anyone may claim any nick.
+func authenticate(r *http.Request) (any, error) {
+	nick := r.URL.Query().Get("nick")
+	if err := checkNick(nick); err != nil {
+		return nil, err
+	}
+	return nick, nil
+}
+
+// checkNick accepts 1 to maxNick letters, digits, spaces, '-', '_' and '.',
+// not starting or ending with a space.
+func checkNick(nick string) error {
+	n := utf8.RuneCountInString(nick)
+	switch {
+	case !utf8.ValidString(nick):
+		return fmt.Errorf("%w: not UTF-8", errBadNick)
+	case n == 0 || n > maxNick:
+		return fmt.Errorf("%w: %d characters, want 1 to %d", errBadNick, n, maxNick)
+	case strings.TrimSpace(nick) != nick:
+		return fmt.Errorf("%w: %q has leading or trailing space", errBadNick, nick)
+	}
+	for _, r := range nick {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(" -_.", r) {
+			return fmt.Errorf("%w: %q has %q", errBadNick, nick, r)
+		}
+	}
+	return nil
+}
+
+// authorize lets a client publish to chat.<room> only, and subscribe only to
+// patterns that match nothing outside it. bridge.PatternWithin compares
+// patterns safely: ">" or "*.lobby" match chat rooms too, but also other
+// topics, so they are refused; "chat.*" and "chat.lobby" are fine.
+func authorize(_ any, a bridge.Action, topicOrPattern string) error {
+	switch a {
+	case bridge.Publish:
+		room, ok := strings.CutPrefix(topicOrPattern, roomPrefix)
+		if ok && validRoom(room) {
+			return nil
+		}
+	case bridge.Subscribe:
+		if bridge.PatternWithin(topicOrPattern, roomScope) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s %q", errNotChat, a, topicOrPattern)
+}
+
+// validRoom accepts 1 to maxRoom lower-case ASCII letters, digits, '-' and
+// '_', starting with a letter or digit: a name that reads well after '#'.
+func validRoom(room string) bool {
+	if len(room) == 0 || len(room) > maxRoom {
+		return false
+	}
+	for i, c := range []byte(room) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '-' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
