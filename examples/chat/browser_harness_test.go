@@ -55,10 +55,10 @@ func (w withBrowser) Run() int {
 }
 
 func chromePath() string {
-	if p := os.Getenv(envChrome); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+	for _, name := range []string{os.Getenv(envChrome), "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if name == "" {
+			continue
+		}
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}

@@ -148,6 +148,7 @@ function join(room) {
   $("notice").hidden = true;
   $("room-name").textContent = room;
   $("room-topic").textContent = `chat.${room}`;
+  $("intro-room").textContent = `#${room}`;
   $("text").placeholder = `Message #${room}`;
   document.title = `#${room} · whalesong chat`;
   history.replaceState(null, "", `${location.pathname}${location.search}#${room}`);
