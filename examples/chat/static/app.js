@@ -10,7 +10,7 @@ const GROUP_MS = 5 * 60 * 1000; // one nick's lines within 5 minutes read as one
 const MAX_TEXT = 1000;
 const DEFAULT_ROOMS = ["lobby", "golang", "random"];
 const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-const NICK_RE = /^[\p{L}\p{N}_.\- ]{1,24}$/u;
+const NICK_RE = /^[\p{L}\p{Nd}_.\- ]{1,24}$/u; // the server's checkNick: letters, decimal digits
 const STORE = { nick: "whalesong.chat.nick", rooms: "whalesong.chat.rooms" };
 
 const $ = (id) => document.getElementById(id);
@@ -115,7 +115,7 @@ function onGap({ pattern }) {
   chat.lastShown = null;
   if (chat.batch) flushMessages(); // the divider goes after what came before the gap
   $("messages").append(li);
-  notice("The connection was reset and some messages could not be recovered.");
+  notice("Some messages of this room could not be recovered after the connection dropped.");
 }
 
 function notice(text) {
@@ -126,12 +126,12 @@ function notice(text) {
 // ---- rooms ---------------------------------------------------------------
 
 function roomFromHash() {
-  const room = decodeURIComponent(location.hash.slice(1));
+  const room = location.hash.slice(1); // a room name needs no decoding
   return ROOM_RE.test(room) ? room : "";
 }
 
 function join(room) {
-  if (!ROOM_RE.test(room) || (room === chat.room && chat.sub)) return;
+  if (!ROOM_RE.test(room) || (room === chat.room && chat.sub) || !chat.client) return;
   chat.sub?.unsubscribe();
   chat.room = room;
   hook.room = room;
@@ -184,7 +184,7 @@ function loadRooms() {
 
 function countUnread(ev) {
   const room = ev.topic.slice("chat.".length);
-  if (!ROOM_RE.test(room)) return;
+  if (!ROOM_RE.test(room) || (room === chat.room && chat.rooms.has(room))) return;
   chat.rooms.add(room);
   if (room !== chat.room) chat.unread.set(room, (chat.unread.get(room) || 0) + 1);
   renderRooms();
