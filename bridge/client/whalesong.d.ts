@@ -110,8 +110,9 @@ export interface ConnectOptions {
   /**
    * After a `rate_limited` or `unavailable` answer ("retry later") the
    * publish is not rejected: the client stops sending publishes for a delay
-   * drawn between half this and this, doubling (up to maxDelay) with each
-   * further refusal, then resends the refused one with the same id, first.
+   * drawn between half this and this, doubling (up to 4 times this, and
+   * never past maxDelay) with each further refusal, then resends the refused
+   * one with the same id, first.
    * Until rateLimitQuiet passes without a refusal it keeps only one publish
    * in flight, so each refusal costs the connection one unit of the server's
    * malformed-frame budget at most (exhausting it closes with 4001).
@@ -279,7 +280,11 @@ export declare class Client {
   /**
    * Publishes data (anything JSON encodes) to a topic and resolves to its
    * seq. Offline, or unanswered when the connection drops, it is (re)sent with
-   * the same id after reconnecting and lands once. Rejects with a
+   * the same id after reconnecting and lands once (the server remembers ids
+   * for its dedup window: 5 minutes / 16384 ids by default; a retry of an
+   * id it has forgotten publishes again). Publishes go out in call order;
+   * a retry-later refusal (rate_limited, unavailable) may let a later one
+   * that was already in flight land first. Rejects with a
    * WhalesongError whose code is the server's (e.g. forbidden), or queue_full,
    * invalid_data, closed.
    */

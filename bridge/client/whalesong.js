@@ -611,7 +611,9 @@ export class Client {
   }
 
   // #pausePublishing stops sending publishes for a backoff that grows with
-  // each refusal, and goes careful (one in flight) until rateLimitQuiet
+  // each refusal (up to 4 x rateLimitDelay: each cycle then costs one unit
+  // of the server's budget per several seconds while using most of the
+  // allowed rate), and goes careful (one in flight) until rateLimitQuiet
   // passes without a refusal.
   #pausePublishing() {
     this.#startTimer("rateQuiet", this.#o.rateLimitQuiet, () => {
@@ -619,7 +621,8 @@ export class Client {
       this.#flushPubs();
     });
     if (this.#timers.pubPause !== null) return;
-    const o = { ...this.#o, initialDelay: this.#o.rateLimitDelay, minDelay: this.#o.rateLimitDelay / 2 };
+    const d = this.#o.rateLimitDelay;
+    const o = { ...this.#o, initialDelay: d, minDelay: d / 2, maxDelay: Math.min(this.#o.maxDelay, 4 * d) };
     const delay = backoffDelay(this.#rateAttempt++, o, this.#random);
     this.#startTimer("pubPause", delay, () => this.#flushPubs());
   }

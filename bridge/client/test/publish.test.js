@@ -141,10 +141,19 @@ test("rate_limited and unavailable pause publishing with growing backoff, then r
     clock.advance(1);
     assert.equal(ws().frames("pub").length, 4);
     assert.equal(ws().frames("pub").at(-1).id, f1.id);
+    // and doubles again, but no further than 4 x rateLimitDelay
+    for (const pause of [4000, 4000]) {
+      const n = ws().frames("pub").length;
+      ws().serverSend({ op: "error", id: f1.id, code });
+      clock.advance(pause - 1);
+      assert.equal(ws().frames("pub").length, n, `paused ${pause}`);
+      clock.advance(1);
+      assert.equal(ws().frames("pub").length, n + 1);
+    }
     ws().serverSend({ op: "published", id: f1.id, seq: 9 });
     const f3 = ws().frames("pub").at(-1);
     assert.equal(f3.data, 3, "one at a time while careful");
-    assert.equal(ws().frames("pub").length, 5);
+    assert.equal(ws().frames("pub").length, 7);
     ws().serverSend({ op: "published", id: f3.id, seq: 10 });
     ws().serverSend({ op: "published", id: ws().frames("pub").at(-1).id, seq: 11 });
     assert.deepEqual(await Promise.all([p1, p3, p4]), [9, 10, 11]);
