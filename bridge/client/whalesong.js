@@ -408,9 +408,9 @@ export class Client {
       this.#attempt = 0;
     });
     this.#schedulePing();
-    this.#setState("open");
     for (const sub of this.#subs.values()) this.#sendSub(sub);
     this.#flushPubs();
+    this.#setState("open"); // last: a listener may subscribe, publish or close
   }
 
   #schedulePing() {

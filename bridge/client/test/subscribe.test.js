@@ -281,3 +281,18 @@ test("an event the server could not encode arrives with its error, keeps its seq
   assert.deepEqual(got.map((e) => [e.seq, e.data, e.error]), [[44, null, "codec: NaN"], [45, 1, undefined]]);
   assert.equal(log.errors[0].code, "codec");
 });
+
+test("subscribing and publishing from a state listener on open sends each frame once", () => {
+  const { client, ws } = setup();
+  let sub = null;
+  client.on("state", (s) => {
+    if (s === "open" && !sub) {
+      sub = client.subscribe("late.>", () => {});
+      client.publish("late.x", 1);
+    }
+  });
+  client.subscribe("early.>", () => {});
+  ws().hello();
+  assert.deepEqual(ws().frames("sub").map((f) => f.pattern), ["early.>", "late.>"]);
+  assert.equal(ws().frames("pub").length, 1);
+});
