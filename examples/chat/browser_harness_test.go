@@ -29,7 +29,8 @@ const (
 	envChrome     = "WHALESONG_CHROME"     // path of the browser binary
 	envRequired   = "WHALESONG_BROWSER"    // "required": no browser is a failure
 	envScreenshot = "WHALESONG_SCREENSHOT" // "1": write docs/chat.png
-	pageDeadline  = 30 * time.Second       // everything one page does in one test
+	pageDeadline  = 45 * time.Second       // everything one page does in one test
+	pollDeadline  = 20 * time.Second       // one wait for the page to reach a state
 )
 
 var errNoBrowser = errors.New("no Chromium or Chrome found (looked for $" + envChrome +
@@ -272,6 +273,16 @@ type chatPage struct {
 // openPage opens the chat as nick in room and waits until it is live.
 func (c *chatTest) openPage(nick, room string) *chatPage {
 	c.t.Helper()
+	p := c.newTab(nick)
+	p.do(chromedp.Navigate(c.hs.URL + "/?nick=" + nick + "#" + room))
+	p.waitFor(`window.__chat && __chat.state === "open" && __chat.room === ` + jsString(room))
+	return p
+}
+
+// newTab opens a blank tab with the socket spy installed; the test closes
+// it when it ends.
+func (c *chatTest) newTab(name string) *chatPage {
+	c.t.Helper()
 	tab, closeTab := chromedp.NewContext(browser(c.t))
 	c.t.Cleanup(closeTab)
 	if err := chromedp.Do(tab); err != nil { // opens the tab, bound to tab
@@ -279,14 +290,11 @@ func (c *chatTest) openPage(nick, room string) *chatPage {
 	}
 	ctx, cancel := context.WithTimeout(tab, pageDeadline)
 	c.t.Cleanup(cancel)
-	p := &chatPage{t: c.t, ctx: ctx, nick: nick}
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
 		page.AddScriptToEvaluateOnNewDocumentParams{Source: wsSpy}); err != nil {
 		c.t.Fatalf("inject the socket spy: %v", err)
 	}
-	p.do(chromedp.Navigate(c.hs.URL + "/?nick=" + nick + "#" + room))
-	p.waitFor(`window.__chat && __chat.state === "open" && __chat.room === ` + jsString(room))
-	return p
+	return &chatPage{t: c.t, ctx: ctx, nick: name}
 }
 
 func (p *chatPage) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -302,7 +310,7 @@ func (p *chatPage) waitFor(expr string) {
 	p.t.Helper()
 	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(20*time.Millisecond),
-		chromedp.WithPollingTimeout(15*time.Second)))
+		chromedp.WithPollingTimeout(pollDeadline)))
 	if err != nil {
 		p.t.Fatalf("%s's page: waiting for %s: %v\npage state: %s", p.nick, expr, err, p.debugState())
 	}

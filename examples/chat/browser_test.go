@@ -77,6 +77,26 @@ func TestBrowserTwoPagesChat(t *testing.T) {
 	checkExactlyOnce(t, bob, want)
 }
 
+// TestBrowserAskNick: without a nick the page asks for one, refuses a bad
+// one, and connects with a good one, which it remembers.
+func TestBrowserAskNick(t *testing.T) {
+	ct := newChatTest(t, defaultHistory)
+	p := ct.newTab("dora")
+	p.do(chromedp.Navigate(ct.hs.URL+"/#random"), chromedp.WaitVisible(chromedp.ID("join-nick")))
+	p.do(chromedp.SendKeys(chromedp.ID("join-nick"), "<dora>\r"), chromedp.WaitVisible(chromedp.ID("join-error")))
+	if state := evalJS[string](p, `__chat.state + " " + __chat.states.length`); state != "connecting 0" {
+		t.Errorf("before a nick the page reports %q, want no connection", state)
+	}
+	p.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("join-nick").value = ""`),
+		chromedp.SendKeys(chromedp.ID("join-nick"), "dora\r"))
+	p.waitFor(`__chat.state === "open" && __chat.room === "random"`)
+	p.do(chromedp.WaitNotVisible(chromedp.ID("join")))
+	me := evalJS[string](p, `document.getElementById("me-nick").textContent + " " + localStorage.getItem("whalesong.chat.nick")`)
+	if me != "dora dora" {
+		t.Errorf("page shows and stores %q, want dora", me)
+	}
+}
+
 // TestBrowserResumeAfterCut: the server cuts bob's socket while alice keeps
 // publishing; bob's page reconnects and shows every message exactly once,
 // in order.
