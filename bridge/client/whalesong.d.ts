@@ -273,8 +273,11 @@ export declare class Client {
   readonly pending: number;
   /**
    * Subscribes to a pattern (`*` matches one token, a final `>` the rest).
-   * Resubscribed from its last position after every reconnect. Throws a
-   * TypeError on bad arguments.
+   * Resubscribed from its last position after every reconnect. A
+   * subscription the server refuses (forbidden, invalid_pattern,
+   * too_many_subscriptions, ...) ends: `ready` rejects with that code, or,
+   * when it was a resubscribe after a reconnect, an "error" with its
+   * `pattern` fires. Throws a TypeError on bad arguments.
    */
   subscribe<T = any>(pattern: string, handler: (event: WhalesongEvent<T>) => void, options?: SubscribeOptions): Subscription;
   /**

@@ -296,3 +296,25 @@ test("subscribing and publishing from a state listener on open sends each frame 
   assert.deepEqual(ws().frames("sub").map((f) => f.pattern), ["early.>", "late.>"]);
   assert.equal(ws().frames("pub").length, 1);
 });
+
+test("a resubscribe the server refuses ends the subscription with an error naming its pattern", async () => {
+  const { client, clock, ws, log } = setup();
+  const seen = [];
+  const sub = client.subscribe("t.>", (ev) => seen.push(ev.seq));
+  ws().hello();
+  ws().ack(sub.id);
+  assert.deepEqual(await sub.ready, { recovered: true });
+  ws().serverClose(1006);
+  clock.advance(clock.delays()[0]);
+  ws().hello();
+  const req = ws().frames("sub")[0];
+  ws().serverSend({ op: "error", id: req.id, sub: req.sub, code: "too_many_subscriptions", message: "at most 128" });
+  assert.equal(log.errors.at(-1).code, "too_many_subscriptions");
+  assert.equal(log.errors.at(-1).pattern, "t.>");
+  ws().events([[sub.id], 1, 0]);
+  assert.deepEqual(seen, []);
+  ws().serverClose(1006);
+  clock.advance(clock.delays()[0]);
+  ws().hello();
+  assert.equal(ws().frames("sub").length, 0, "an ended subscription is not retried");
+});
