@@ -101,7 +101,7 @@ func TestBrowserAskNick(t *testing.T) {
 // publishing; bob's page reconnects and shows every message exactly once,
 // in order.
 func TestBrowserResumeAfterCut(t *testing.T) {
-	const n = 60
+	const n = 80
 	ct := newChatTest(t, defaultHistory)
 	alice := ct.openPage("alice", "lobby")
 	bob := ct.openPage("bob", "lobby")
@@ -114,7 +114,7 @@ func TestBrowserResumeAfterCut(t *testing.T) {
 	    await new Promise((ok) => setTimeout(ok, 25)); // a person typing fast
 	  }
 	})()`, n))
-	for _, at := range []int{10, 35} {
+	for _, at := range []int{10, 40} {
 		bob.waitFor(fmt.Sprintf(`__chat.state === "open" && __chat.received >= %d`, at))
 		if ct.cut("bob") == 0 {
 			t.Fatal("no socket of bob's to cut")
