@@ -1,4 +1,4 @@
-// Integration script driven by bridge/clientjs_test.go: publishes far faster
+// Integration script driven by bridge/clientjs_it_test.go: publishes far faster
 // than the bridge's WithPublishRate allows and prints the seqs its promises
 // resolved to, with the states and errors seen. The client must back off on
 // rate_limited (never spending the server's malformed-frame budget, which

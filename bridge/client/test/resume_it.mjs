@@ -1,4 +1,4 @@
-// Integration script driven by bridge/clientjs_test.go against a real bridge:
+// Integration script driven by bridge/clientjs_it_test.go against a real bridge:
 // it talks JSON lines with the Go test (stdout: results; stdin: commands).
 // Run by `node --test` alone (no WHALESONG_WS_URL) it only registers a
 // skipped test.
