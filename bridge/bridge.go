@@ -76,7 +76,7 @@ func (br *Bridge[T]) newMelody() *melody.Melody {
 	m.Config.MessageBufferSize = melodyBuffer
 	m.Config.WriteWait = br.cfg.writeTimeout
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // ServeHTTP checked it
-	m.Upgrader.WriteBufferPool = &sync.Pool{}                          // idle connections hold no write buffer
+	m.Upgrader.WriteBufferPool = &sync.Pool{}                         // idle connections hold no write buffer
 	m.HandleConnect(func(ms *melody.Session) { sessionOf[T](ms).connected(ms) })
 	m.HandleDisconnect(func(ms *melody.Session) { sessionOf[T](ms).disconnected() })
 	m.HandleMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).handle(msg) })

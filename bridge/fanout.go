@@ -31,7 +31,7 @@ type fanout[T any] struct {
 	sub     *bus.Subscription[T]
 	refs    int // guarded by br.fanMu
 
-	mu   sync.Mutex                      // serialises changes of atts
+	mu   sync.Mutex                       // serialises changes of atts
 	atts atomic.Pointer[[]*attachment[T]] // copy on write, read without lock
 
 	// lastSeen is the seq of the newest event the goroutine has started to

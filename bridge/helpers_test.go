@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,13 +62,24 @@ type server struct {
 
 func newServer(t testing.TB, b *bus.Bus[msg], opts ...Option) *server {
 	t.Helper()
+	return newServerOn(t, b, nil, opts...)
+}
+
+// newServerOn serves on ln (nil: a fresh loopback listener).
+func newServerOn(t testing.TB, b *bus.Bus[msg], ln net.Listener, opts ...Option) *server {
+	t.Helper()
 	if b == nil {
 		b = bus.New[msg]()
 	}
 	br := New(b, opts...)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	if ln != nil {
+		_ = srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
 	s := &server{t: t, bus: b, br: br, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
 	t.Cleanup(func() {
 		_ = br.Close()

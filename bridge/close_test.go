@@ -1,0 +1,199 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	bus "github.com/whalesong/bus"
+)
+
+// TestCloseMidStream closes the bridge while a publisher runs and clients
+// read: every client gets 1001, Close returns with every goroutine gone
+// (goleak checks at the end of the package), the bus stays open, and new
+// requests get 503.
+func TestCloseMidStream(t *testing.T) {
+	s := newServer(t, nil, WithAuthorize(allowAll))
+	const n = 20
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = s.dial(t)
+		clients[i].sub("s", "feed.>", nil)
+	}
+	// One client publishes too, so a read loop is busy in a publish.
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			if _, err := s.bus.Publish(ctx, "feed.x", msg{N: i}); err != nil {
+				return
+			}
+		}
+	})
+	clients[0].send(`{"op":"pub","id":"p","topic":"feed.y","data":{}}`)
+	clients[1].events(5)
+
+	codes := make(chan int, n)
+	for _, cl := range clients {
+		wg.Go(func() { codes <- cl.closeCodeQuiet() })
+	}
+	if err := s.br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.br.Clients() != 0 {
+		t.Fatalf("Clients() = %d after Close", s.br.Clients())
+	}
+	for range n {
+		if code := <-codes; code != closeGoingAway {
+			t.Fatalf("close code %d, want 1001", code)
+		}
+	}
+	stop()
+	wg.Wait()
+	if _, err := s.bus.Publish(t.Context(), "after", msg{}); err != nil {
+		t.Fatalf("the bus was closed too: %v", err)
+	}
+	_, err := s.tryDial(nil)
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+		t.Fatalf("dial after Close: %v, want 503", err)
+	}
+	if err := s.br.Close(); err != nil { // idempotent
+		t.Fatal(err)
+	}
+}
+
+// closeCodeQuiet reads until the connection ends; -1 without a close frame.
+func (cl *client) closeCodeQuiet() int {
+	for {
+		_ = cl.c.SetReadDeadline(time.Now().Add(readWait))
+		if _, _, err := cl.c.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code
+			}
+			return -1
+		}
+	}
+}
+
+// TestCloseWithServerShutdown runs the bridge in a real http.Server:
+// Shutdown leaves hijacked connections alone, Close ends them.
+func TestCloseWithServerShutdown(t *testing.T) {
+	b := bus.New[msg]()
+	defer b.Close()
+	br := New(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: br}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	s := &server{t: t, bus: b, br: br, url: "ws://" + ln.Addr().String() + "/"}
+	cl := s.dial(t)
+	cl.sub("s", "x", nil)
+
+	ctx, cancel := context.WithTimeout(t.Context(), readWait)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	s.publish("x", msg{Text: "still served"})
+	if ev := cl.events(1)[0]; ev.Topic != "x" {
+		t.Fatalf("event %+v", ev)
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := cl.closeCode(); code != closeGoingAway {
+		t.Fatalf("close code %d", code)
+	}
+	wg.Wait()
+}
+
+func TestBusClosedClosesClients(t *testing.T) {
+	s := newServer(t, nil)
+	idle := s.dial(t) // no subscription: the bridge's watch notices
+	busy := s.dial(t)
+	busy.sub("s", "x", nil)
+	if err := s.bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*client{idle, busy} {
+		if code := cl.closeCode(); code != closeGoingAway {
+			t.Fatalf("close code %d, want 1001", code)
+		}
+	}
+	_, err := s.tryDial(nil)
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+		t.Fatalf("dial with the bus closed: %v, want 503", err)
+	}
+}
+
+func TestNewOnClosedBus(t *testing.T) {
+	b := bus.New[msg]()
+	_ = b.Close()
+	s := newServer(t, b)
+	_, err := s.tryDial(nil)
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+		t.Fatalf("got %v, want 503", err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	s := newServer(t, nil, WithAuthorize(func(_ any, a Action, p string) error {
+		if strings.HasPrefix(p, "no") {
+			return errors.New("no")
+		}
+		return nil
+	}))
+	a, b := s.dial(t), s.dial(t)
+	a.sub("1", "t.>", nil)
+	a.sub("2", "t.x", nil)
+	b.sub("1", "t.>", nil)
+	s.publish("t.x", msg{})
+	a.events(2) // one entry each for "1" and "2"
+	b.events(1)
+	b.send(`{"op":"pub","id":"p","topic":"t.y","data":{}}`)
+	b.expect("published")
+	b.send(`{"op":"pub","id":"p","topic":"t.y","data":{}}`)
+	b.expect("published")
+	b.send(`{"op":"pub","id":"q","topic":"no.y","data":{}}`)
+	b.expect("error")
+	b.send(`junk`)
+	b.expect("error")
+	a.events(1) // t.y, for "1"
+	b.events(1)
+
+	st := s.br.Stats()
+	want := Stats{
+		Clients: 2, Subscriptions: 3, Patterns: 2,
+		FramesIn: 3 + 4, Published: 1, Deduplicated: 1,
+	}
+	if st.Clients != want.Clients || st.Subscriptions != want.Subscriptions || st.Patterns != want.Patterns ||
+		st.FramesIn != want.FramesIn || st.Published != want.Published || st.Deduplicated != want.Deduplicated {
+		t.Fatalf("stats %+v, want %+v", st, want)
+	}
+	if st.Rejected["forbidden"] != 1 || st.Rejected["bad_frame"] != 1 || len(st.Rejected) != 2 {
+		t.Fatalf("rejected %v", st.Rejected)
+	}
+	// Frames out so far: 2 hellos, 3 acks, 2 published, 2 errors, events.
+	waitFor(t, "frames out", func() bool { return s.br.Stats().EventsOut == 5 })
+	if st := s.br.Stats(); st.FramesOut < 9+3 {
+		t.Fatalf("frames out %d", st.FramesOut)
+	}
+	_ = a.c.Close()
+	waitFor(t, "a to leave", func() bool {
+		st := s.br.Stats()
+		return st.Clients == 1 && st.Subscriptions == 1 && st.Patterns == 1
+	})
+}

@@ -1,0 +1,136 @@
+package bridge
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dialSmallBuffer connects with a tiny socket receive buffer, so that a
+// client that stops reading makes the server's writes block soon.
+func (s *server) dialSmallBuffer(t testing.TB) *client {
+	t.Helper()
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: readWait}
+	c, _, err := d.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cl := &client{t: t, c: c}
+	cl.hello = cl.read()
+	return cl
+}
+
+// smallSendBuffers gives every accepted connection a small socket send
+// buffer, so that the kernel does not absorb megabytes for a client that
+// stopped reading.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(8192)
+	}
+	return c, err
+}
+
+// TestSlowClientIsCutOff stops reading on one client while 100 others read
+// along: the slow one is closed with 4000 once its backlog passes the
+// limit, and the others get every event in order; publishing never waits.
+func TestSlowClientIsCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves tens of megabytes over loopback")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServerOn(t, nil, smallSendBuffers{ln}, WithMaxBacklog(64))
+	slow := s.dialSmallBuffer(t)
+	slow.sub("s", "feed", nil)
+
+	const fast = 100
+	var wg sync.WaitGroup
+	results := make([]chan []uint64, fast)
+	progress := make([]atomic.Uint64, fast)
+	for i := range fast {
+		cl := s.dial(t)
+		cl.sub("s", "feed", nil)
+		cl.sub("e", "end", nil)
+		results[i] = make(chan []uint64, 1)
+		wg.Go(func() {
+			var seqs []uint64
+			defer func() { results[i] <- seqs }()
+			for {
+				f, err := cl.tryRead(readWait)
+				if err != nil {
+					t.Logf("fast client %d: %v", i, err)
+					return
+				}
+				for _, ev := range f.Events {
+					if ev.Topic == "end" {
+						return
+					}
+					seqs = append(seqs, ev.Seq)
+					progress[i].Store(ev.Seq)
+				}
+			}
+		})
+	}
+
+	t0 := time.Now()
+	data := msg{Text: strings.Repeat("x", 512)}
+	var published []uint64
+	for s.br.Stats().SlowDisconnects == 0 {
+		if len(published) > 20000 {
+			t.Fatal("the slow client was never cut off")
+		}
+		start := time.Now()
+		seq := s.publish("feed", data)
+		published = append(published, seq)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("a publish waited %v", d)
+		}
+		if len(published)%32 == 0 { // the fast clients keep up: stay far below their limit
+			waitFor(t, "the fast clients", func() bool {
+				for i := range progress {
+					if progress[i].Load() < seq {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+	s.publish("end", msg{})
+	t.Logf("cut off after %d events, %v", len(published), time.Since(t0))
+
+	// The slow client now reads: what was written before the cut, then 4000.
+	if code := slow.closeCode(); code != closeResumeNeeded {
+		t.Fatalf("slow client closed with %d, want 4000", code)
+	}
+	for i := range fast {
+		seqs := <-results[i]
+		if !slices.Equal(seqs, published) {
+			t.Fatalf("fast client %d got %d events, want the %d published, in order", i, len(seqs), len(published))
+		}
+	}
+	wg.Wait()
+}
