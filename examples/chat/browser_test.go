@@ -232,9 +232,10 @@ func start(p *chatPage, js string) {
 }
 
 // TestBrowserSlowPageIsCutOffAndRecovers: a page whose main thread is busy
-// reads nothing while the server publishes megabytes; the bridge cuts it off
-// with close code 4000 instead of buffering without bound or slowing the
-// publisher, and the page then resumes and shows every message exactly once.
+// reads nothing while the server publishes megabytes; the bridge (holding at
+// most 64 unsent events for it) cuts it off with close code 4000 instead of
+// buffering without bound, and the page then resumes from history and shows
+// every message exactly once.
 func TestBrowserSlowPageIsCutOffAndRecovers(t *testing.T) {
 	const n = 1000
 	ct := newChatTest(t, n, bridge.WithMaxBacklog(64))
@@ -252,7 +253,8 @@ func TestBrowserSlowPageIsCutOffAndRecovers(t *testing.T) {
 	t.Logf("published %d messages of 4 KiB in %v", n, time.Since(began))
 
 	alice.waitFor(`__ws.closes.includes(4000)`)
-	t.Logf("the page saw close code 4000 after %v, with %d messages", time.Since(began), evalJS[int](alice, `__chat.received`))
+	t.Logf("the page saw close code 4000 after %v (it had %d messages by then)",
+		time.Since(began), evalJS[int](alice, `__chat.received`))
 	alice.waitFor(fmt.Sprintf(`__chat.state === "open" && __chat.lastSeq === %d`, last))
 	t.Logf("the page had every message after %v", time.Since(began))
 	got := evalJS[struct {
