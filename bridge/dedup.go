@@ -43,7 +43,8 @@ func newDedup(size int, age time.Duration) *dedup {
 // concurrent first attempt ends with ctx.
 func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64, error)) (uint64, bool, error) {
 	d.mu.Lock()
-	d.evictLocked(d.now(), 1)
+	now := d.now()
+	d.evictLocked(now, 0)
 	if e := d.byID[id]; e != nil {
 		d.mu.Unlock()
 		if e.topic != topic {
@@ -56,7 +57,8 @@ func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64
 			return 0, true, ctx.Err()
 		}
 	}
-	e := &dedupEntry{id: id, topic: topic, at: d.now(), done: make(chan struct{})}
+	d.evictLocked(now, 1)
+	e := &dedupEntry{id: id, topic: topic, at: now, done: make(chan struct{})}
 	d.byID[id] = e
 	d.order = append(d.order, e)
 	d.mu.Unlock()
