@@ -82,6 +82,7 @@ func (br *Bridge[T]) newMelody() *melody.Melody {
 	m.HandleMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).handle(msg) })
 	m.HandleMessageBinary(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).handleBinary(msg) })
 	m.HandleSentMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).sent(msg) })
+	m.HandleError(func(ms *melody.Session, err error) { sessionOf[T](ms).failed(err) })
 	return m
 }
 

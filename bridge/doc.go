@@ -41,7 +41,8 @@
 // Each distinct pattern is one bus subscription shared by every client
 // subscribed to it, read by one goroutine that encodes each event once (the
 // Codec runs once per event, not per client). Each client only adds its
-// subscription ids. A connection costs melody's two goroutines and no more;
+// subscription ids. (Replayed events are encoded per client, lazily, a
+// frame at a time, as the client's socket takes them.) A connection costs melody's two goroutines and no more;
 // an idle one holds no write buffer. While a frame is being written to a
 // client, further events for it queue and leave together in one frame, so a
 // busy client costs one socket write per batch, while an idle one gets each
@@ -81,9 +82,9 @@
 //		return errors.New("not allowed")
 //	}
 //
-// Checks such as strings.HasPrefix(p, "chat") or matching the allowed rule
-// against p as if p were a topic are wrong: the first lets "chatter.>"
-// through, the second lets ">" through. Subject tokens may themselves hold
-// characters such as '"' or '\'; the bridge validates every topic and
+// Checks such as strings.HasPrefix(p, "chat") or matching the client's
+// pattern against an example topic are wrong: the first lets "chatter.>"
+// through, the second lets ">" through (it matches "chat.lobby"). Tokens
+// may hold characters such as '"' or '\'; the bridge checks every topic and
 // pattern against the bus grammar before the authorizer sees it.
 package bridge

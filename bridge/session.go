@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/olahol/melody"
@@ -218,7 +219,26 @@ func (s *session[T]) kickUnlock() {
 	if frame == nil {
 		frame = s.buildEvents()
 	}
-	_ = s.ms.Write(frame) // fails only once the connection is closing
+	if s.ms.Write(frame) != nil { // the connection is closing
+		s.failed(melody.ErrSessionClosed)
+	}
+}
+
+// failed is melody's report of a read or write error, or of a write it
+// dropped: the connection is ending (a frame it dropped would break the
+// stream, so that case is a cut-off too), so nothing more is queued.
+func (s *session[T]) failed(err error) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	if errors.Is(err, melody.ErrMessageBufferFull) {
+		s.cutUnlock() // cannot happen while at most one frame is in flight
+		return
+	}
+	s.dieLocked()
+	s.mu.Unlock()
 }
 
 // sent is melody's report that the in-flight frame was written: whatever
