@@ -160,8 +160,6 @@ func (br *Bridge[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.ident = ident
 	}
-	s.atts = make(map[string]*attachment[T])
-	s.subs = make(map[string]*clientSub[T])
 	_ = br.m.HandleRequestWithKeys(w, r, map[string]any{sessionKey: s}) // the upgrader answers a bad handshake
 }
 

@@ -97,6 +97,9 @@ func (s *session[T]) subscribe(f *clientFrame) *protoError {
 	cs := &clientSub[T]{id: f.Sub, att: a, pending: true}
 	s.mu.Lock()
 	a.subs = append(a.subs, cs)
+	if s.subs == nil {
+		s.subs = make(map[string]*clientSub[T])
+	}
 	s.subs[f.Sub] = cs
 	s.mu.Unlock()
 	br.stats.subscriptions.Add(1)
@@ -126,6 +129,9 @@ func (s *session[T]) attachment(f *clientFrame) (*attachment[T], *protoError) {
 	}
 	a := &attachment[T]{sess: s, fan: fan}
 	fan.attach(a)
+	if s.atts == nil {
+		s.atts = make(map[string]*attachment[T]) // idle connections hold no map
+	}
 	s.atts[f.Pattern] = a
 	return a, nil
 }

@@ -1,0 +1,106 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	bus "github.com/whalesong/bus"
+)
+
+// TestSubscribeWhileEventsFlow subscribes, with each resume option, while
+// a publisher runs: the first event is exactly from+1 and the rest follow
+// without gap or duplicate (one topic, so its seqs are consecutive).
+func TestSubscribeWhileEventsFlow(t *testing.T) {
+	for _, opt := range []map[string]any{nil, {"last": 5}, {"after": nil}} {
+		t.Run(fmt.Sprint(opt), func(t *testing.T) {
+			s := newServer(t, bus.New[msg](bus.WithHistory(1<<20))) // nothing asked for is evicted
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						s.publish("flow", msg{})
+					}
+				}
+			})
+			defer func() { close(stop); wg.Wait() }()
+			for s.bus.Seq() < 10 {
+				runtime.Gosched()
+			}
+			cl := s.dial(t)
+			if _, ok := opt["after"]; ok { // a few events back: still retained
+				opt = map[string]any{"after": map[string]any{"seq": s.bus.Seq() - 5}}
+			}
+			ack := cl.sub("s", "flow", opt)
+			if !*ack.Recovered {
+				t.Fatalf("ack %+v", ack)
+			}
+			next := *ack.From + 1
+			for _, ev := range cl.events(300) {
+				if ev.Seq != next {
+					t.Fatalf("seq %d, want %d (from %d)", ev.Seq, next, *ack.From)
+				}
+				next++
+			}
+		})
+	}
+}
+
+// TestUnsubscribeDuringReplay ends a subscription whose long replay is still
+// being written: nothing for it follows the unsubscribed answer.
+func TestUnsubscribeDuringReplay(t *testing.T) {
+	s := newServer(t, bus.New[msg](bus.WithHistory(5000)))
+	for i := range 3000 {
+		s.publish("r", msg{N: i})
+	}
+	cl := s.dial(t)
+	cl.send(`{"op":"sub","id":"r1","sub":"s","pattern":"r","after":{"seq":0}}`)
+	cl.send(`{"op":"unsub","id":"u1","sub":"s"}`)
+	n := 0
+	for {
+		f := cl.read()
+		n += len(f.Events)
+		if f.Op == "unsubscribed" {
+			break
+		}
+	}
+	cl.ping() // no event may come between
+	if len(cl.early) != 0 {
+		t.Fatalf("%d events after unsubscribed", len(cl.early))
+	}
+	if n >= 3000 {
+		t.Logf("the whole replay (%d) left before the unsub was read", n)
+	}
+}
+
+// FuzzSubjectGrammar holds the bridge's grammar check (run before the
+// authorizer) to the bus's own.
+func FuzzSubjectGrammar(f *testing.F) {
+	for _, s := range []string{"a", "a.b", "a.*", "a.>", ">", "*", "a..b", ".a", "a.", "a b", "a.>.b", "a*", "é.ü", "a\u00a0b", "a\x7f"} {
+		f.Add(s)
+	}
+	b := bus.New[int](bus.WithHistory(0))
+	f.Cleanup(func() { _ = b.Close() })
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _, err := b.Replay(s)
+		busPattern := !errors.Is(err, bus.ErrInvalidPattern)
+		if mine := subjectFault(s, true) == ""; mine != busPattern {
+			t.Fatalf("pattern %q: bridge says valid=%v, bus %v (%v)", s, mine, busPattern, err)
+		}
+		_, err = b.Publish(t.Context(), s, 0)
+		busTopic := !errors.Is(err, bus.ErrInvalidTopic)
+		if mine := subjectFault(s, false) == ""; mine != busTopic {
+			t.Fatalf("topic %q: bridge says valid=%v, bus %v (%v)", s, mine, busTopic, err)
+		}
+		if slices.Contains([]string{">", "*"}, s) && subjectFault(s, false) == "" {
+			t.Fatal("wildcard topic")
+		}
+	})
+}
