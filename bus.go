@@ -257,6 +257,10 @@ func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event
 	return events, recovered, nil
 }
 
+// Done returns a channel that is closed when Close is called, for code
+// that serves the bus (a bridge, a server) and must stop with it.
+func (b *Bus[T]) Done() <-chan struct{} { return b.done }
+
 // Seq returns the Seq of the newest published event, 0 before the first.
 func (b *Bus[T]) Seq() uint64 { return b.lastSeq.Load() }
 

@@ -16,9 +16,15 @@ func TestBusCloseEndsSubscriptionsAfterQueuedEvents(t *testing.T) {
 	viaNext := mustSubscribe(t, b, "a")
 	mustPublish(t, b, "a", 1)
 	mustPublish(t, b, "a", 2)
+	select {
+	case <-b.Done():
+		t.Fatal("Done closed before Close")
+	default:
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+	<-b.Done()
 	var got []uint64
 	for ev := range viaC.C() {
 		got = append(got, ev.Seq)
