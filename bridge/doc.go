@@ -42,7 +42,12 @@
 // subscribed to it, read by one goroutine that encodes each event once (the
 // Codec runs once per event, not per client). Each client only adds its
 // subscription ids. (Replayed events are encoded per client, lazily, a
-// frame at a time, as the client's socket takes them.) A connection costs melody's two goroutines and no more;
+// frame at a time, as the client's socket takes them.) The shared bus
+// subscription uses the Block policy with a buffer of 128 events, and its
+// goroutine never waits for a client, so publishers wait only if that
+// goroutine itself is starved of CPU. A distinct pattern costs one bus
+// subscription and one goroutine, whatever the number of its clients; many
+// per-user patterns cost one each. A connection costs melody's two goroutines and no more;
 // an idle one holds no write buffer. While a frame is being written to a
 // client, further events for it queue and leave together in one frame, so a
 // busy client costs one socket write per batch, while an idle one gets each

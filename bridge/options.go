@@ -21,7 +21,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second // a socket write blocked this long drops the connection
 	DefaultPublishTimeout   = 5 * time.Second  // a client publish waiting for room on the bus
 	hardCapFactor           = 4                // frames above factor*MaxMessageSize close with 1009
-	fanoutBuffer            = 1024             // events a shared bus subscription may hold unread
+	fanoutBuffer            = 128              // events a shared bus subscription may hold unread
 )
 
 // Option configures a Bridge made by New.
