@@ -354,6 +354,30 @@ func TestPublishRateLimit(t *testing.T) {
 	cl.ping()
 }
 
+// TestPublishFloodIsAbuse: rate_limited answers alone never close a
+// connection (a client flushing its offline queue); a flood beyond 10x the
+// rate and burst spends the bad-frame budget.
+func TestPublishFloodIsAbuse(t *testing.T) {
+	s := newServer(t, nil, WithAuthorize(allowAll), WithPublishRate(0.001, 1), WithBadFrameBudget(2, time.Hour))
+	cl := s.dial(t)
+	for i := range 10 { // the flood limit is burst 10
+		cl.send(fmt.Sprintf(`{"op":"pub","id":"p%d","topic":"t","data":{}}`, i))
+	}
+	cl.expect("published")
+	for range 9 {
+		if f := cl.read(); f.Code != "rate_limited" {
+			t.Fatalf("got %+v", f)
+		}
+	}
+	cl.ping()
+	for i := range 3 { // beyond the flood limit: two strikes, then 4001
+		cl.send(fmt.Sprintf(`{"op":"pub","id":"q%d","topic":"t","data":{}}`, i))
+	}
+	if code := cl.closeCode(); code != closeAbuse {
+		t.Fatalf("close code %d, want 4001", code)
+	}
+}
+
 func TestPublishUnavailableWhenBusIsFull(t *testing.T) {
 	b := bus.New[msg]()
 	blocker, err := b.Subscribe("t", bus.WithBuffer(1)) // never read: Block policy fills

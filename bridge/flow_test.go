@@ -1,11 +1,13 @@
 package bridge
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	bus "github.com/whalesong/bus"
@@ -103,4 +105,40 @@ func FuzzSubjectGrammar(f *testing.F) {
 			t.Fatal("wildcard topic")
 		}
 	})
+}
+
+// countingCodec counts Marshal calls.
+type countingCodec struct{ marshals *atomic.Int64 }
+
+func (c countingCodec) Marshal(v any) ([]byte, error) {
+	c.marshals.Add(1)
+	return json.Marshal(v)
+}
+
+func (countingCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// TestEncodeOncePerPattern: 40 clients on two patterns cost two encodings
+// per event, not forty.
+func TestEncodeOncePerPattern(t *testing.T) {
+	var n atomic.Int64
+	s := newServer(t, nil, WithCodec(countingCodec{&n}))
+	var clients []*client
+	for i := range 40 {
+		cl := s.dial(t)
+		cl.sub("s", []string{"t.>", "t.x"}[i%2], nil)
+		clients = append(clients, cl)
+	}
+	const events = 10
+	for i := range events {
+		s.publish("t.x", msg{N: i})
+	}
+	for _, cl := range clients {
+		cl.events(events)
+	}
+	if got := n.Load(); got != 2*events {
+		t.Fatalf("%d encodings for %d events on 2 patterns", got, events)
+	}
+	if subs := s.bus.Stats().Subscribers; subs != 3 { // 2 shared + the watch
+		t.Fatalf("%d bus subscriptions", subs)
+	}
 }

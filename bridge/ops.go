@@ -49,7 +49,7 @@ func (s *session[T]) handleBinary([]byte) {
 func (s *session[T]) reject(pe *protoError) {
 	s.br.stats.rejected[pe.code].Add(1)
 	s.send(appendError(getBuf(), pe))
-	if !pe.code.strike() {
+	if !pe.strike {
 		return
 	}
 	if s.badLim == nil {
@@ -255,10 +255,15 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 		return pe
 	}
 	if s.pubLim == nil {
-		s.pubLim = rate.NewLimiter(rate.Limit(br.cfg.pubRate), br.cfg.pubBurst)
+		cfg := &br.cfg
+		s.pubLim = rate.NewLimiter(rate.Limit(cfg.pubRate), cfg.pubBurst)
+		s.floodLim = rate.NewLimiter(rate.Limit(floodFactor*cfg.pubRate), floodFactor*cfg.pubBurst)
 	}
+	flood := !s.floodLim.Allow()
 	if !s.pubLim.Allow() {
-		return newProtoError(codeRateLimited, f, "at most %g publishes per second (burst %d)", br.cfg.pubRate, br.cfg.pubBurst)
+		pe := newProtoError(codeRateLimited, f, "at most %g publishes per second (burst %d)", br.cfg.pubRate, br.cfg.pubBurst)
+		pe.strike = flood
+		return pe
 	}
 	var v T
 	if err := br.unmarshal(f.Data, &v); err != nil {

@@ -21,6 +21,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second // a socket write blocked this long drops the connection
 	DefaultPublishTimeout   = 5 * time.Second  // a client publish waiting for room on the bus
 	hardCapFactor           = 4                // frames above factor*MaxMessageSize close with 1009
+	floodFactor             = 10               // publishing above factor*rate (and burst) spends the bad-frame budget
 	fanoutBuffer            = 128              // events a shared bus subscription may hold unread
 )
 
@@ -148,7 +149,8 @@ func WithMaxMessageSize(n int64) Option {
 
 // WithPublishRate limits each connection to perSecond publishes on average
 // with bursts of burst (default 50/s, burst 100). Over it a publish is
-// answered rate_limited and not published. perSecond <= 0 allows only the
+// answered rate_limited and not published; only publishing beyond 10 times
+// that (rate and burst) spends the bad-frame budget. perSecond <= 0 allows only the
 // burst, ever; burst < 1 counts as 1.
 func WithPublishRate(perSecond float64, burst int) Option {
 	return func(c *config) {
@@ -193,9 +195,11 @@ func WithMaxBacklog(n int) Option {
 }
 
 // WithBadFrameBudget lets a connection send n bad frames (bad_frame,
-// unknown_op, too_large, rate_limited) per period, refilled continuously,
-// before it is closed with 4001 (default 30 per minute). A single bad frame
-// never closes a connection. n < 1 or period <= 0 keeps the default.
+// unknown_op, too_large, and publishes beyond 10 times WithPublishRate and
+// its burst) per period, refilled continuously, before it is closed with
+// 4001 (default 30 per minute). A single bad frame never closes a
+// connection, nor does a client that merely flushes a queue of publishes
+// into its rate limit. n < 1 or period <= 0 keeps the default.
 func WithBadFrameBudget(n int, period time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && period > 0 {

@@ -51,9 +51,11 @@ var codeNames = [numCodes]string{
 func (c code) String() string { return codeNames[c] }
 
 // strike reports whether the code spends the connection's bad-frame budget.
+// rate_limited does only when the client publishes far above its rate (see
+// session.publish): a client flushing its offline queue is not abusive.
 func (c code) strike() bool {
 	switch c {
-	case codeBadFrame, codeUnknownOp, codeTooLarge, codeRateLimited:
+	case codeBadFrame, codeUnknownOp, codeTooLarge:
 		return true
 	}
 	return false
@@ -65,12 +67,13 @@ type protoError struct {
 	code    code
 	id, sub string
 	msg     string
+	strike  bool // spends the bad-frame budget
 }
 
 func (e *protoError) Error() string { return e.code.String() + ": " + e.msg }
 
 func newProtoError(c code, f *clientFrame, format string, args ...any) *protoError {
-	e := &protoError{code: c, msg: fmt.Sprintf(format, args...)}
+	e := &protoError{code: c, msg: fmt.Sprintf(format, args...), strike: c.strike()}
 	if f != nil {
 		e.id = f.ID
 		if f.Op == "sub" || f.Op == "unsub" {

@@ -43,7 +43,10 @@ type session[T any] struct {
 
 	atts   map[string]*attachment[T] // by pattern; read loop only
 	pubLim *rate.Limiter             // made on first publish; read loop only
-	badLim *rate.Limiter             // made on first bad frame; read loop only
+	// floodLim allows floodFactor times pubLim: publishing beyond it spends
+	// the bad-frame budget. Read loop only.
+	floodLim *rate.Limiter
+	badLim   *rate.Limiter // made on first bad frame; read loop only
 
 	mu             sync.Mutex
 	dead           bool                     // closing or closed: nothing more is queued
