@@ -15,14 +15,17 @@ const (
 	DefaultPublishBurst     = 100              // publishes at once per connection
 	DefaultMaxBacklog       = 4096             // undelivered events per connection before 4000
 	DefaultBadFrames        = 30               // malformed frames per DefaultBadFramePeriod before 4001
-	DefaultBadFramePeriod   = time.Minute      //
+	DefaultBadFramePeriod   = time.Minute      // the period of DefaultBadFrames
 	DefaultDedupSize        = 16384            // publish ids remembered
 	DefaultDedupAge         = 5 * time.Minute  // how long a publish id is remembered
 	DefaultWriteTimeout     = 10 * time.Second // a socket write blocked this long drops the connection
 	DefaultPublishTimeout   = 5 * time.Second  // a client publish waiting for room on the bus
-	hardCapFactor           = 4                // frames above factor*MaxMessageSize close with 1009
-	floodFactor             = 10               // publishing above factor*rate (and burst) spends the bad-frame budget
-	fanoutBuffer            = 128              // events a shared bus subscription may hold unread
+)
+
+const (
+	hardCapFactor = 4   // frames above factor*MaxMessageSize close with 1009
+	floodFactor   = 10  // publishing above factor*rate (and burst) spends the bad-frame budget
+	fanoutBuffer  = 128 // events a shared bus subscription may hold unread
 )
 
 // Option configures a Bridge made by New.
