@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -45,7 +44,6 @@ type Bridge[T any] struct {
 
 	busDown  atomic.Bool
 	downOnce sync.Once
-	watch    *bus.Subscription[T]
 	watchWG  sync.WaitGroup
 
 	closeOnce sync.Once
@@ -53,9 +51,7 @@ type Bridge[T any] struct {
 
 // New makes a Bridge serving b. It does not own b: Close leaves it open. If
 // b is closed, every client is closed with going-away (1001) and new
-// requests are answered 503. To notice that promptly even with no client
-// subscribed, the bridge holds one subscription on a private topic of b
-// ("_whalesong.bridge.<uuid>"), which b's Stats count.
+// requests are answered 503.
 func New[T any](b *bus.Bus[T], opts ...Option) *Bridge[T] {
 	br := &Bridge[T]{
 		bus:  b,
@@ -90,25 +86,22 @@ func sessionOf[T any](ms *melody.Session) *session[T] {
 	return ms.Keys[sessionKey].(*session[T])
 }
 
-// watchBus holds a subscription on a private topic whose end says that the
-// bus was closed.
+// watchBus closes every client with going-away when the bus closes; its
+// goroutine ends with the bus or with Close.
 func (br *Bridge[T]) watchBus() {
-	w, err := br.bus.Subscribe("_whalesong.bridge."+uuid.NewString(), bus.WithBuffer(1))
-	if err != nil {
+	select {
+	case <-br.bus.Done():
 		br.busDown.Store(true)
 		return
+	default:
 	}
-	br.watch = w
 	br.watchWG.Add(1)
 	go func() {
 		defer br.watchWG.Done()
-		for {
-			if _, err := w.Next(context.Background()); err != nil {
-				if errors.Is(err, bus.ErrClosed) {
-					br.busClosed()
-				}
-				return
-			}
+		select {
+		case <-br.bus.Done():
+			br.busClosed()
+		case <-br.ctx.Done():
 		}
 	}()
 }
@@ -242,10 +235,7 @@ func (br *Bridge[T]) shutdown() {
 	// No session is left in melody, so its hub can stop without racing a
 	// session that unregisters (melody would block that one forever).
 	_ = br.m.Close()
-	if br.watch != nil {
-		_ = br.watch.Close()
-	}
-	br.watchWG.Wait()
+	br.watchWG.Wait() // br.cancel ended it
 	br.fanWG.Wait()
 }
 

@@ -138,7 +138,7 @@ func TestEncodeOncePerPattern(t *testing.T) {
 	if got := n.Load(); got != 2*events {
 		t.Fatalf("%d encodings for %d events on 2 patterns", got, events)
 	}
-	if subs := s.bus.Stats().Subscribers; subs != 3 { // 2 shared + the watch
+	if subs := s.bus.Stats().Subscribers; subs != 2 {
 		t.Fatalf("%d bus subscriptions", subs)
 	}
 }
