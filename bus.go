@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +35,10 @@ type Bus[T any] struct {
 	hist     *history[T]
 	tree     subjectTree[*Subscription[T]]
 	subs     map[*Subscription[T]]struct{}
-	literal  map[string]int // subscriptions per literal pattern, for Stats.Topics
-	matches  []*Subscription[T]
+	literal  map[string]int                // subscriptions per literal pattern, for Stats.Topics
+	matches  []*Subscription[T]            // scratch for route
+	routes   map[string][]*Subscription[T] // topic -> matches, until the tree changes
+	lastTime time.Time                     // Time of the newest event
 	counts   counts
 	isClosed atomic.Bool
 	lastSeq  atomic.Uint64
@@ -57,6 +61,7 @@ func New[T any](opts ...Option) *Bus[T] {
 		hist:    newHistory[T](cfg.history, cfg.ttl),
 		subs:    make(map[*Subscription[T]]struct{}),
 		literal: make(map[string]int),
+		routes:  make(map[string][]*Subscription[T]),
 		done:    make(chan struct{}),
 	}
 	if cfg.ttl > 0 && cfg.history > 0 {
@@ -73,30 +78,28 @@ func New[T any](opts ...Option) *Bus[T] {
 // not wait ignores ctx. On error no subscriber and no History ever sees the
 // event, and Seq does not move.
 func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, error) {
-	if b.isClosed.Load() {
-		return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
-	}
-	if err := checkTopic(topic); err != nil {
-		return 0, err
-	}
 	for {
+		now := time.Now() // read outside the lock: the clock can be slow
 		b.mu.Lock()
 		if b.isClosed.Load() {
 			b.mu.Unlock()
 			return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
 		}
-		b.matches = b.tree.match(topic, b.matches[:0])
-		full := b.firstFull()
+		subs, err := b.route(topic)
+		if err != nil {
+			b.mu.Unlock()
+			return 0, err
+		}
+		full := firstFull(subs)
 		if full == nil {
-			seq := b.commit(topic, data)
+			seq := b.commit(topic, data, now, subs)
 			b.mu.Unlock()
 			return seq, nil
 		}
 		queued := len(full.ch)
 		full.waiters.Add(1)
-		clear(b.matches)
 		b.mu.Unlock()
-		err := b.waitRoom(ctx, full, queued)
+		err = b.waitRoom(ctx, full, queued)
 		full.waiters.Add(-1)
 		if err != nil {
 			return 0, fmt.Errorf("publish to %q: %w", topic, err)
@@ -104,8 +107,39 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 	}
 }
 
-func (b *Bus[T]) firstFull() *Subscription[T] {
-	for _, s := range b.matches {
+// maxRoutes bounds the route cache; past it the cache starts over.
+const maxRoutes = 4096
+
+// route returns the subscriptions matching topic. A topic published before
+// is answered from a cache that every change of the subject tree empties;
+// a new one is checked against the grammar and looked up in the tree.
+// Called under b.mu; the slice returned is read-only.
+func (b *Bus[T]) route(topic string) ([]*Subscription[T], error) {
+	if subs, ok := b.routes[topic]; ok {
+		return subs, nil
+	}
+	if err := checkTopic(topic); err != nil {
+		return nil, err
+	}
+	b.matches = b.tree.match(topic, b.matches[:0])
+	subs := slices.Clone(b.matches)
+	clear(b.matches)
+	if len(b.routes) >= maxRoutes {
+		clear(b.routes)
+	}
+	b.routes[strings.Clone(topic)] = subs
+	return subs, nil
+}
+
+// forgetRoutes empties the route cache: the subject tree changed.
+func (b *Bus[T]) forgetRoutes() {
+	if len(b.routes) > 0 {
+		clear(b.routes)
+	}
+}
+
+func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
+	for _, s := range subs {
 		if s.full() {
 			return s
 		}
@@ -114,12 +148,17 @@ func (b *Bus[T]) firstFull() *Subscription[T] {
 }
 
 // commit makes the event real: Seq, history, queues. Called under b.mu with
-// room in every matching Block subscriber.
-func (b *Bus[T]) commit(topic string, data T) uint64 {
+// room in every matching Block subscriber. Event times never go backwards
+// in Seq order, which Since and the TTL rely on.
+func (b *Bus[T]) commit(topic string, data T, now time.Time, subs []*Subscription[T]) uint64 {
+	if now.Before(b.lastTime) {
+		now = b.lastTime
+	}
+	b.lastTime = now
 	b.seq++
-	ev := Event[T]{Seq: b.seq, Topic: topic, Time: time.Now(), Data: data}
+	ev := Event[T]{Seq: b.seq, Topic: topic, Time: now, Data: data}
 	b.hist.append(ev)
-	for i, s := range b.matches {
+	for _, s := range subs {
 		queued, dropped, slow := s.deliver(ev)
 		if queued {
 			b.counts.delivered++
@@ -128,7 +167,6 @@ func (b *Bus[T]) commit(topic string, data T) uint64 {
 		if slow {
 			b.end(s, ErrSlowConsumer)
 		}
-		b.matches[i] = nil
 	}
 	b.counts.published++
 	b.lastSeq.Store(b.seq)
@@ -155,8 +193,8 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 		runtime.Gosched()
 	}
 	nap := waitFirstNap
-	t := time.NewTimer(nap)
-	defer t.Stop()
+	t := getTimer(nap)
+	defer putTimer(t)
 	for {
 		select {
 		case <-s.room:
@@ -177,6 +215,23 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 	}
 }
 
+// timers recycles the naps' timers: a publisher that waits often should
+// not allocate each time.
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop() // since Go 1.23 no stale tick survives Stop
+	timers.Put(t)
+}
+
 // Subscribe starts a subscription to the topics matching pattern. With a
 // replay option (After, Last, Since) the retained events it selects are
 // queued first and the subscription goes live in the same instant, so that
@@ -191,22 +246,20 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 	if b.isClosed.Load() {
 		return nil, fmt.Errorf("%w: subscribe to %q", ErrClosed, pattern)
 	}
-	replay, recovered := b.hist.selectRange(pattern, cfg.from, time.Now())
+	plan := b.hist.plan(pattern, cfg.from, time.Now())
 	s := &Subscription[T]{
-		bus:       b,
-		pattern:   pattern,
-		policy:    cfg.policy,
-		buffer:    uint64(cfg.buffer),
-		recovered: recovered,
-		ch:        make(chan Event[T], cfg.buffer+len(replay)),
-		done:      make(chan struct{}),
-		room:      make(chan struct{}, 1),
+		bus:     b,
+		pattern: pattern,
+		policy:  cfg.policy,
+		buffer:  uint64(cfg.buffer),
+		ch:      make(chan Event[T], cfg.buffer+plan.count),
+		done:    make(chan struct{}),
+		room:    make(chan struct{}, 1),
 	}
-	for _, ev := range replay {
-		s.ch <- ev
-	}
-	b.counts.delivered += uint64(len(replay))
+	s.recovered = plan.emit(func(ev *Event[T]) { s.ch <- *ev })
+	b.counts.delivered += uint64(plan.count)
 	b.tree.insert(pattern, s)
+	b.forgetRoutes()
 	b.subs[s] = struct{}{}
 	if isLiteral(pattern) {
 		b.literal[pattern]++
@@ -220,6 +273,7 @@ func (b *Bus[T]) end(s *Subscription[T], err error) {
 	s.ended = true
 	s.err.Store(&err)
 	b.tree.remove(s.pattern, s)
+	b.forgetRoutes()
 	delete(b.subs, s)
 	if isLiteral(s.pattern) {
 		if b.literal[s.pattern]--; b.literal[s.pattern] == 0 {
@@ -253,7 +307,8 @@ func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event
 	if b.isClosed.Load() {
 		return nil, false, fmt.Errorf("%w: replay %q", ErrClosed, pattern)
 	}
-	events, recovered = b.hist.selectRange(pattern, cfg.from, time.Now())
+	plan := b.hist.plan(pattern, cfg.from, time.Now())
+	events, recovered = plan.events()
 	return events, recovered, nil
 }
 

@@ -165,3 +165,28 @@ func TestTopicsAreIsolatedAndSharedEventsAreOne(t *testing.T) {
 		t.Fatalf("* got %v", got)
 	}
 }
+
+// TestRouteCacheFollowsTheTree checks that the per-topic route cache never
+// answers with yesterday's subscribers, and stays bounded.
+func TestRouteCacheFollowsTheTree(t *testing.T) {
+	b := newBus[int](t, WithHistory(0))
+	mustPublish(t, b, "a.b", 0) // cached: nobody
+	s := mustSubscribe(t, b, "a.*")
+	mustPublish(t, b, "a.b", 1)
+	if got := drain(s); len(got) != 1 || got[0].Data != 1 {
+		t.Fatalf("a new subscriber missed a cached topic: %v", got)
+	}
+	s.Close()
+	w := mustSubscribe(t, b, ">")
+	w.Close()
+	mustPublish(t, b, "a.b", 2) // nobody again: must not reach the closed ones
+	if st := b.Stats(); st.Delivered != 1 {
+		t.Fatalf("Delivered = %d, want 1", st.Delivered)
+	}
+	for i := range 2 * maxRoutes {
+		mustPublish(t, b, fmt.Sprintf("many.%d", i), i)
+	}
+	if len(b.routes) > maxRoutes {
+		t.Fatalf("route cache holds %d topics, bound is %d", len(b.routes), maxRoutes)
+	}
+}

@@ -95,36 +95,110 @@ func (h *history[T]) expireTopic(name string, t *topicLog[T], now time.Time) {
 	}
 }
 
-// selectRange returns the retained events matching pattern that from asks
-// for, oldest first, and whether every event it asks for is still retained.
-func (h *history[T]) selectRange(pattern string, from replayFrom, now time.Time) ([]Event[T], bool) {
+// A span is the part of one topic's ring that a replay takes: the events at
+// positions next..end-1, oldest first.
+type span[T any] struct {
+	r         *ring[T]
+	next, end int
+}
+
+// replayPlan is what a replay option selects: spans over the rings, how
+// many events to emit, how many of the oldest to skip first (Last over
+// several topics), and the newest loss among the matching topics.
+type replayPlan[T any] struct {
+	from  replayFrom
+	spans []span[T]
+	count int
+	skip  int
+	lost  loss
+}
+
+// plan selects the retained events matching pattern that from asks for. It
+// copies nothing; emit copies straight to where the events go.
+func (h *history[T]) plan(pattern string, from replayFrom, now time.Time) replayPlan[T] {
+	p := replayPlan[T]{from: from}
 	if from.kind == replayNone {
-		return nil, true
+		return p
 	}
-	var out []Event[T]
-	var lost loss
-	runs := 0
+	total := 0
 	h.eachMatch(pattern, now, func(t *topicLog[T]) {
-		lost.record(t.lost.seq, t.lost.time)
-		before := len(out)
-		out = t.ring.appendFrom(out, from)
-		if len(out) > before {
-			runs++
+		p.lost.record(t.lost.seq, t.lost.time)
+		if sp := t.ring.spanFrom(from); sp.end > sp.next {
+			p.spans = append(p.spans, sp)
+			total += sp.end - sp.next
 		}
 	})
-	lost.record(h.lost.seq, h.lost.time) // after eachMatch: it may forget topics
-	if runs > 1 {
-		slices.SortFunc(out, func(a, b Event[T]) int { return cmpSeq(a.Seq, b.Seq) })
+	p.lost.record(h.lost.seq, h.lost.time) // after eachMatch: it may forget topics
+	p.count = total
+	if from.kind == replayLast && total > from.last {
+		p.count, p.skip = from.last, total-from.last
 	}
-	if from.kind == replayLast && len(out) > from.last {
-		out = out[len(out)-from.last:]
+	return p
+}
+
+// emit hands the planned events to fn in increasing Seq, merging the spans
+// of several topics, and returns whether the replay is complete.
+func (p *replayPlan[T]) emit(fn func(*Event[T])) (recovered bool) {
+	var first uint64
+	skip := p.skip
+	give := func(ev *Event[T]) {
+		if skip > 0 {
+			skip--
+			return
+		}
+		if first == 0 {
+			first = ev.Seq
+		}
+		fn(ev)
 	}
-	return out, recovered(from, out, lost)
+	switch {
+	case len(p.spans) == 1:
+		sp := p.spans[0]
+		for i := sp.next; i < sp.end; i++ {
+			give(sp.r.at(i))
+		}
+	case len(p.spans) <= mergeWays:
+		mergeSpans(p.spans, give)
+	default:
+		all := make([]*Event[T], 0, p.count+p.skip)
+		for _, sp := range p.spans {
+			for i := sp.next; i < sp.end; i++ {
+				all = append(all, sp.r.at(i))
+			}
+		}
+		slices.SortFunc(all, func(a, b *Event[T]) int { return cmpSeq(a.Seq, b.Seq) })
+		for _, ev := range all {
+			give(ev)
+		}
+	}
+	return p.recovered(first)
+}
+
+// mergeWays is the most topics merged by picking the smallest head; more
+// are sorted instead.
+const mergeWays = 8
+
+func mergeSpans[T any](spans []span[T], give func(*Event[T])) {
+	for {
+		best := -1
+		for i := range spans {
+			if spans[i].next < spans[i].end &&
+				(best < 0 || spans[i].r.at(spans[i].next).Seq < spans[best].r.at(spans[best].next).Seq) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		give(spans[best].r.at(spans[best].next))
+		spans[best].next++
+	}
 }
 
 // recovered applies the strict check: false if any lost event is one that
-// from asked for.
-func recovered[T any](from replayFrom, got []Event[T], lost loss) bool {
+// the option asked for. first is the Seq of the oldest event emitted.
+func (p *replayPlan[T]) recovered(first uint64) bool {
+	lost, from := p.lost, p.from
 	if lost.seq == 0 {
 		return true
 	}
@@ -140,9 +214,19 @@ func recovered[T any](from replayFrom, got []Event[T], lost loss) bool {
 		// Last(n) asks for the n newest matching events ever published: a
 		// loss newer than the oldest of them, or any loss at all when fewer
 		// than n are retained, is one of them.
-		return len(got) == from.last && lost.seq < got[0].Seq
+		return p.count == from.last && lost.seq < first
 	}
 	return true
+}
+
+// events returns the planned events in a new slice, and recovered.
+func (p *replayPlan[T]) events() ([]Event[T], bool) {
+	out := make([]Event[T], 0, p.count)
+	rec := p.emit(func(ev *Event[T]) { out = append(out, *ev) })
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, rec
 }
 
 // eachMatch calls fn for every topic with retained events that matches
@@ -225,9 +309,9 @@ func (r *ring[T]) at(i int) *Event[T] {
 	return &r.buf[(r.head+i)%len(r.buf)]
 }
 
-// appendFrom appends the events that from selects, oldest first. For Last it
-// appends up to the newest n; the caller trims across topics.
-func (r *ring[T]) appendFrom(out []Event[T], from replayFrom) []Event[T] {
+// spanFrom returns the span of events that from selects, oldest first. For
+// Last it takes up to the newest n; the plan trims across topics.
+func (r *ring[T]) spanFrom(from replayFrom) span[T] {
 	first := 0
 	switch from.kind {
 	case replayAfter:
@@ -237,8 +321,5 @@ func (r *ring[T]) appendFrom(out []Event[T], from replayFrom) []Event[T] {
 	case replayLast:
 		first = max(r.n-from.last, 0)
 	}
-	for i := first; i < r.n; i++ {
-		out = append(out, *r.at(i))
-	}
-	return out
+	return span[T]{r: r, next: first, end: r.n}
 }
