@@ -26,7 +26,7 @@ import (
 // Broadcast of the same pre-encoded event, measured in the same run, with
 // a buffer large enough that melody drops nothing.
 //
-//	go test -run '^$' -bench 'Fanout|Idle' -benchtime 3x ./bridge/
+//	go test -run '^$' -bench 'Fanout|Idle' -benchtime 1x -count 5 ./bridge/
 const (
 	benchClients = 1000
 	benchEvents  = 2000

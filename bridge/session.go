@@ -122,6 +122,8 @@ func (s *session[T]) pop() {
 	s.queue[s.head] = item[T]{}
 	s.head++
 	switch {
+	case s.head == len(s.queue) && cap(s.queue) > 256:
+		s.queue, s.head = nil, 0 // drained after a burst: an idle session keeps no big array
 	case s.head == len(s.queue):
 		s.queue, s.head = s.queue[:0], 0
 	case s.head >= 64 && s.head >= len(s.queue)/2:
@@ -354,5 +356,8 @@ func (s *session[T]) buildEvents() []byte {
 		}
 	}
 	clear(s.claims)
+	if cap(s.claims) > 64 {
+		s.claims = nil
+	}
 	return append(b, eventsClose...)
 }
