@@ -214,9 +214,9 @@ func (s *session[T]) disconnected() {
 // Close sends going-away (1001) to every client and returns once every
 // goroutine of the bridge (and of melody under it) is gone. A client whose
 // socket does not take the close frame is dropped after the write timeout.
-// It does not close the bus. After Close, ServeHTTP answers 503. It is
-// idempotent and works with http.Server.Shutdown, which leaves upgraded
-// connections alone: call both.
+// It does not close the bus. After Close, ServeHTTP answers 503; requests
+// still in WithAuthenticate are waited for. It is idempotent and works with
+// http.Server.Shutdown, which leaves upgraded connections alone: call both.
 func (br *Bridge[T]) Close() error {
 	br.closeOnce.Do(br.shutdown)
 	return nil

@@ -119,9 +119,10 @@ func WithAuthorize(fn func(identity any, a Action, topicOrPattern string) error)
 
 // WithAllowedOrigins replaces the default origin check (the Origin's
 // host:port must equal the request's Host) with an exact list of origins
-// such as "https://app.example.com:8443"; "*" allows any origin. A request
-// without an Origin header (not a browser) is always let through to
-// authentication.
+// such as "https://app.example.com:8443" (scheme and host compared without
+// case, default ports implied); "*" allows any origin; an entry that is not
+// an origin is ignored. A request without an Origin header (not a browser)
+// is always let through to authentication.
 func WithAllowedOrigins(origins ...string) Option {
 	return func(c *config) {
 		c.origins = c.origins[:0:0]
