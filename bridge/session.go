@@ -53,6 +53,9 @@ type session[T any] struct {
 	subs           map[string]*clientSub[T] // by client sub id
 	queue          []item[T]                // from head
 	head           int
+	peak           int // most entries queued since the queue was last empty
+	slack          int // drains in a row that used under a quarter of the queue
+	claimSlack     int // the same for claims
 	backlog        int // frames and live events queued or held, not yet claimed
 	inflight       bool
 	inflightEvents int
@@ -113,6 +116,7 @@ func (s *session[T]) push(it item[T]) {
 		s.backlog++
 	}
 	s.queue = append(s.queue, it)
+	s.peak = max(s.peak, len(s.queue)-s.head)
 }
 
 func (s *session[T]) pop() {
@@ -122,15 +126,32 @@ func (s *session[T]) pop() {
 	s.queue[s.head] = item[T]{}
 	s.head++
 	switch {
-	case s.head == len(s.queue) && cap(s.queue) > 256:
-		s.queue, s.head = nil, 0 // drained after a burst: an idle session keeps no big array
 	case s.head == len(s.queue):
-		s.queue, s.head = s.queue[:0], 0
+		// Drained. Keep the array while it fits recent use; once a burst
+		// is over (the array is far larger than the last run needed), an
+		// idle session gives it back.
+		s.queue = shrink(s.queue, s.peak, &s.slack)
+		s.head, s.peak = 0, 0
 	case s.head >= 64 && s.head >= len(s.queue)/2:
 		n := copy(s.queue, s.queue[s.head:])
 		clear(s.queue[n:])
 		s.queue, s.head = s.queue[:n], 0
 	}
+}
+
+// shrink empties buf for reuse, or drops it once several uses in a row
+// needed under a quarter of it: a burst grows a session's arrays, and an
+// idle session gives them back, while steady traffic keeps reusing them.
+func shrink[E any](buf []E, used int, slack *int) []E {
+	if cap(buf) <= 64 || used*4 >= cap(buf) {
+		*slack = 0
+		return buf[:0]
+	}
+	if *slack++; *slack < 8 {
+		return buf[:0]
+	}
+	*slack = 0
+	return nil
 }
 
 // send queues a control frame and starts a write if none is in flight.
@@ -356,8 +377,6 @@ func (s *session[T]) buildEvents() []byte {
 		}
 	}
 	clear(s.claims)
-	if cap(s.claims) > 64 {
-		s.claims = nil
-	}
+	s.claims = shrink(s.claims, len(s.claims), &s.claimSlack)
 	return append(b, eventsClose...)
 }
