@@ -35,13 +35,13 @@ type Bus[T any] struct {
 	hist     *history[T]
 	tree     subjectTree[*Subscription[T]]
 	subs     map[*Subscription[T]]struct{}
-	literal  map[string]int                // subscriptions per literal pattern, for Stats.Topics
-	matches  []*Subscription[T]            // scratch for route
-	routes   map[string][]*Subscription[T] // topic -> matches, until the tree changes
-	lastTime time.Time                     // Time of the newest event
+	literal  map[string]int       // subscriptions per literal pattern, for Stats.Topics
+	matches  []*Subscription[T]   // scratch for route
+	routes   map[string]*route[T] // by topic, until the tree changes
+	lastTime time.Time            // Time of the newest event
+	clock    clock
 	counts   counts
 	isClosed atomic.Bool
-	lastSeq  atomic.Uint64
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -61,7 +61,7 @@ func New[T any](opts ...Option) *Bus[T] {
 		hist:    newHistory[T](cfg.history, cfg.ttl),
 		subs:    make(map[*Subscription[T]]struct{}),
 		literal: make(map[string]int),
-		routes:  make(map[string][]*Subscription[T]),
+		routes:  make(map[string]*route[T]),
 		done:    make(chan struct{}),
 	}
 	if cfg.ttl > 0 && cfg.history > 0 {
@@ -79,20 +79,20 @@ func New[T any](opts ...Option) *Bus[T] {
 // event, and Seq does not move.
 func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, error) {
 	for {
-		now := time.Now() // read outside the lock: the clock can be slow
+		now := b.clock.now() // outside the lock: clocks can be slow
 		b.mu.Lock()
 		if b.isClosed.Load() {
 			b.mu.Unlock()
 			return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
 		}
-		subs, err := b.route(topic)
+		r, err := b.route(topic)
 		if err != nil {
 			b.mu.Unlock()
 			return 0, err
 		}
-		full := firstFull(subs)
+		full := firstFull(r.subs)
 		if full == nil {
-			seq := b.commit(topic, data, now, subs)
+			seq := b.commit(topic, data, now, r)
 			b.mu.Unlock()
 			return seq, nil
 		}
@@ -110,25 +110,31 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 // maxRoutes bounds the route cache; past it the cache starts over.
 const maxRoutes = 4096
 
-// route returns the subscriptions matching topic. A topic published before
-// is answered from a cache that every change of the subject tree empties;
-// a new one is checked against the grammar and looked up in the tree.
-// Called under b.mu; the slice returned is read-only.
-func (b *Bus[T]) route(topic string) ([]*Subscription[T], error) {
-	if subs, ok := b.routes[topic]; ok {
-		return subs, nil
+// route is where events of one topic go: the matching subscriptions
+// (read-only) and the topic's history, looked up once and cached.
+type route[T any] struct {
+	subs []*Subscription[T]
+	log  *topicLog[T] // nil until the first event, or once forgotten
+}
+
+// route returns the route of topic. A topic published before is answered
+// from a cache that every change of the subject tree empties; a new one is
+// checked against the grammar and looked up in the tree. Called under b.mu.
+func (b *Bus[T]) route(topic string) (*route[T], error) {
+	if r, ok := b.routes[topic]; ok {
+		return r, nil
 	}
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
 	b.matches = b.tree.match(topic, b.matches[:0])
-	subs := slices.Clone(b.matches)
+	r := &route[T]{subs: slices.Clone(b.matches)}
 	clear(b.matches)
 	if len(b.routes) >= maxRoutes {
 		clear(b.routes)
 	}
-	b.routes[strings.Clone(topic)] = subs
-	return subs, nil
+	b.routes[strings.Clone(topic)] = r
+	return r, nil
 }
 
 // forgetRoutes empties the route cache: the subject tree changed.
@@ -150,15 +156,15 @@ func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
 // commit makes the event real: Seq, history, queues. Called under b.mu with
 // room in every matching Block subscriber. Event times never go backwards
 // in Seq order, which Since and the TTL rely on.
-func (b *Bus[T]) commit(topic string, data T, now time.Time, subs []*Subscription[T]) uint64 {
+func (b *Bus[T]) commit(topic string, data T, now time.Time, r *route[T]) uint64 {
 	if now.Before(b.lastTime) {
 		now = b.lastTime
 	}
 	b.lastTime = now
 	b.seq++
 	ev := Event[T]{Seq: b.seq, Topic: topic, Time: now, Data: data}
-	b.hist.append(ev)
-	for _, s := range subs {
+	r.log = b.hist.append(r.log, ev)
+	for _, s := range r.subs {
 		queued, dropped, slow := s.deliver(ev)
 		if queued {
 			b.counts.delivered++
@@ -169,7 +175,6 @@ func (b *Bus[T]) commit(topic string, data T, now time.Time, subs []*Subscriptio
 		}
 	}
 	b.counts.published++
-	b.lastSeq.Store(b.seq)
 	return b.seq
 }
 
@@ -317,7 +322,11 @@ func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event
 func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 
 // Seq returns the Seq of the newest published event, 0 before the first.
-func (b *Bus[T]) Seq() uint64 { return b.lastSeq.Load() }
+func (b *Bus[T]) Seq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seq
+}
 
 // Epoch returns the random UUID made by New that names this bus's sequence
 // space: a Seq means something only together with its epoch.

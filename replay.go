@@ -39,30 +39,35 @@ func (l *loss) record(seq uint64, t time.Time) {
 
 // topicLog is one topic's retained events, oldest first, and its newest loss.
 type topicLog[T any] struct {
-	ring ring[T]
-	lost loss
+	ring      ring[T]
+	lost      loss
+	forgotten bool // dropped from the map: a route holding it must look again
 }
 
 func newHistory[T any](max int, ttl time.Duration) *history[T] {
 	return &history[T]{max: max, ttl: ttl, topics: make(map[string]*topicLog[T])}
 }
 
-// append retains ev, evicting the topic's oldest event when it is full.
-func (h *history[T]) append(ev Event[T]) {
+// append retains ev in its topic's log, evicting the oldest event when it
+// is full, and returns the log to pass next time (nil when nothing is
+// retained). t is the log returned last time for this topic, or nil.
+func (h *history[T]) append(t *topicLog[T], ev Event[T]) *topicLog[T] {
 	if h.max == 0 {
 		h.lost.record(ev.Seq, ev.Time)
-		return
+		return nil
 	}
-	t := h.topics[ev.Topic]
-	if t == nil {
-		t = &topicLog[T]{}
-		h.topics[ev.Topic] = t
+	if t == nil || t.forgotten {
+		if t = h.topics[ev.Topic]; t == nil {
+			t = &topicLog[T]{}
+			h.topics[ev.Topic] = t
+		}
 	}
 	if old, evicted := t.ring.push(ev, h.max); evicted {
 		t.lost.record(old.Seq, old.Time)
-		return
+		return t
 	}
 	h.held++
+	return t
 }
 
 // expire drops the events older than the TTL and forgets topics left empty.
@@ -91,6 +96,7 @@ func (h *history[T]) expireTopic(name string, t *topicLog[T], now time.Time) {
 	}
 	if t.ring.n == 0 {
 		h.lost.record(t.lost.seq, t.lost.time)
+		t.forgotten = true
 		delete(h.topics, name)
 	}
 }

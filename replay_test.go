@@ -278,6 +278,12 @@ func TestTTL(t *testing.T) {
 		if st := b.Stats(); st.Retained != 0 || st.Topics != 2 { // two literal subscriptions remain
 			t.Fatalf("after full expiry: %+v", st)
 		}
+		// A forgotten topic published to again is retained afresh (the
+		// publish path must not keep appending to the forgotten log).
+		seq := mustPublish(t, b, "idle", 3)
+		if h, _ := b.History("idle", 0, 0); len(h) != 1 || h[0].Seq != seq || b.Stats().Retained != 1 {
+			t.Fatalf("republished to a forgotten topic: History %v, %+v", seqs(h), b.Stats())
+		}
 	})
 }
 

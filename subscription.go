@@ -73,6 +73,11 @@ func (s *Subscription[T]) C() <-chan Event[T] { return s.ch }
 // Next returns the next event; once the subscription has ended and its queue
 // is drained, the reason it ended (see Err); or ctx.Err() if ctx ends first.
 func (s *Subscription[T]) Next(ctx context.Context) (Event[T], error) {
+	done := ctx.Done()
+	if done == nil { // a ctx that never ends: a plain receive is cheaper
+		ev, ok := <-s.ch
+		return s.received(ev, ok)
+	}
 	select {
 	case ev, ok := <-s.ch:
 		return s.received(ev, ok)
@@ -81,7 +86,7 @@ func (s *Subscription[T]) Next(ctx context.Context) (Event[T], error) {
 	select {
 	case ev, ok := <-s.ch:
 		return s.received(ev, ok)
-	case <-ctx.Done():
+	case <-done:
 		return Event[T]{}, ctx.Err()
 	}
 }
