@@ -17,6 +17,44 @@ import (
 type sharedEvent struct {
 	seq  uint64
 	tail []byte
+
+	// frames caches whole one-event frames by subscription id, for idle
+	// sessions: the many clients that name their subscription alike share
+	// one frame. Only the fanout goroutine touches it, while it delivers.
+	frames []sharedFrame
+}
+
+type sharedFrame struct {
+	sub   string
+	frame []byte
+}
+
+// maxSharedFrames bounds the frames cached per event.
+const maxSharedFrames = 8
+
+// frameFor returns the one-event frame for subscription id sub, shared
+// (never pooled, never written to) when cached, or a pooled one.
+func (se *sharedEvent) frameFor(sub string) (frame []byte, shared bool) {
+	for _, f := range se.frames {
+		if f.sub == sub {
+			return f.frame, true
+		}
+	}
+	shared = len(se.frames) < maxSharedFrames
+	var b []byte
+	if shared {
+		b = make([]byte, 0, len(eventsOpen)+len(sub)+len(se.tail)+16)
+	} else {
+		b = getBuf()
+	}
+	b = append(b, eventsOpen...)
+	b = appendSubsHead(b, sub, nil)
+	b = append(b, se.tail...)
+	b = append(b, eventsClose...)
+	if shared {
+		se.frames = append(se.frames, sharedFrame{sub, b})
+	}
+	return b, shared
 }
 
 // fanout is the one bus subscription that all sessions subscribing to the
@@ -123,6 +161,7 @@ func (f *fanout[T]) run() {
 		for _, a := range *f.atts.Load() {
 			a.sess.deliver(a, se)
 		}
+		se.frames = nil // melody holds the frames it still writes
 	}
 }
 

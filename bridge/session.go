@@ -59,6 +59,7 @@ type session[T any] struct {
 	backlog        int // frames and live events queued or held, not yet claimed
 	inflight       bool
 	inflightEvents int
+	inflightShared bool    // the frame in flight is shared with other sessions: not pooled
 	claims         []claim // scratch of the one flush in flight
 }
 
@@ -195,12 +196,23 @@ func (s *session[T]) deliver(a *attachment[T], se *sharedEvent) {
 			}
 		}
 	}
-	if first != nil {
-		s.push(item[T]{ev: se, sub: first, more: more})
-	}
 	if s.backlog > s.br.cfg.maxBacklog {
 		s.cutUnlock()
 		return
+	}
+	if first != nil && more == nil && !s.inflight && s.head == len(s.queue) {
+		// Idle: write at once, sharing the frame with the other idle
+		// clients whose subscription has the same id.
+		frame, shared := se.frameFor(first.id)
+		s.inflight, s.inflightEvents, s.inflightShared = true, 1, shared
+		s.mu.Unlock()
+		if s.ms.Write(frame) != nil {
+			s.failed(melody.ErrSessionClosed)
+		}
+		return
+	}
+	if first != nil {
+		s.push(item[T]{ev: se, sub: first, more: more})
 	}
 	s.kickUnlock()
 }
@@ -271,12 +283,14 @@ func (s *session[T]) failed(err error) {
 // queued meanwhile goes next, as one frame.
 func (s *session[T]) sent(frame []byte) {
 	s.mu.Lock()
-	events := s.inflightEvents
-	s.inflight, s.inflightEvents = false, 0
+	events, shared := s.inflightEvents, s.inflightShared
+	s.inflight, s.inflightEvents, s.inflightShared = false, 0, false
 	st := &s.br.stats
 	st.framesOut.Add(1)
 	st.eventsOut.Add(uint64(events))
-	putBuf(frame)
+	if !shared {
+		putBuf(frame) // a shared frame may still be written to other clients
+	}
 	s.kickUnlock()
 }
 
