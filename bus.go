@@ -124,7 +124,7 @@ func (b *Bus[T]) route(topic string) (*route[T], error) {
 	if r, ok := b.routes[topic]; ok {
 		return r, nil
 	}
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
 	b.matches = b.tree.match(topic, b.matches[:0])
@@ -242,7 +242,7 @@ func putTimer(t *time.Timer) {
 // queued first and the subscription goes live in the same instant, so that
 // no event is missed or repeated between the two.
 func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscription[T], error) {
-	if err := checkPattern(pattern); err != nil {
+	if err := CheckPattern(pattern); err != nil {
 		return nil, err
 	}
 	cfg := newSubConfig(opts)
@@ -303,7 +303,7 @@ func (b *Bus[T]) History(pattern string, after uint64, limit int) ([]Event[T], e
 // oldest first, and what its Recovered would say, without subscribing. Only
 // the replay option among opts matters.
 func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event[T], recovered bool, err error) {
-	if err := checkPattern(pattern); err != nil {
+	if err := CheckPattern(pattern); err != nil {
 		return nil, false, err
 	}
 	cfg := newSubConfig(opts)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -10,23 +11,44 @@ import (
 // maxSubjectLen is the longest topic or pattern, in bytes.
 const maxSubjectLen = 256
 
-// checkTopic reports whether topic follows the topic grammar: 1 to 256 bytes
-// of valid UTF-8, tokens separated by '.', no empty token, no white space, no
-// control character and no wildcard. It does not allocate unless it fails.
-func checkTopic(topic string) error {
+// CheckTopic returns nil if topic follows the topic grammar (1 to 256 bytes
+// of valid UTF-8, tokens separated by '.', no empty token, no white space,
+// no control character, no wildcard), or an error wrapping ErrInvalidTopic
+// that says why. Publish checks the same; servers can check input early.
+// It does not allocate unless it fails.
+func CheckTopic(topic string) error {
 	if why := subjectFault(topic, false); why != "" {
-		return fmt.Errorf("%w %q: %s", ErrInvalidTopic, topic, why)
+		return fmt.Errorf("%w %s: %s", ErrInvalidTopic, quoteClipped(topic), why)
 	}
 	return nil
 }
 
-// checkPattern reports whether pattern follows the pattern grammar: the topic
-// grammar, except that a whole token may be '*' and the last token may be '>'.
-func checkPattern(pattern string) error {
+// CheckPattern returns nil if pattern follows the pattern grammar (the
+// topic grammar, except that a whole token may be '*' and the last token may
+// be '>'), or an error wrapping ErrInvalidPattern that says why.
+func CheckPattern(pattern string) error {
 	if why := subjectFault(pattern, true); why != "" {
-		return fmt.Errorf("%w %q: %s", ErrInvalidPattern, pattern, why)
+		return fmt.Errorf("%w %s: %s", ErrInvalidPattern, quoteClipped(pattern), why)
 	}
 	return nil
+}
+
+// Match reports whether topic matches pattern with NATS semantics: '*'
+// stands for exactly one token, a final '>' for one or more. It is false if
+// either breaks its grammar.
+func Match(pattern, topic string) bool {
+	return subjectFault(pattern, true) == "" && subjectFault(topic, false) == "" &&
+		matchSubject(pattern, topic)
+}
+
+// quoteClipped quotes s for an error message, cut to a readable length:
+// input can be long and hostile.
+func quoteClipped(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:most]) + "..."
 }
 
 // subjectFault returns why s breaks the grammar, or "" when it does not.

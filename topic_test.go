@@ -48,15 +48,15 @@ func TestTopicGrammar(t *testing.T) {
 		{"a.>.>", false, false},
 	}
 	for _, tt := range tests {
-		if err := checkTopic(tt.s); (err == nil) != tt.topic {
-			t.Errorf("checkTopic(%q) = %v, want valid=%v", tt.s, err, tt.topic)
+		if err := CheckTopic(tt.s); (err == nil) != tt.topic {
+			t.Errorf("CheckTopic(%q) = %v, want valid=%v", tt.s, err, tt.topic)
 		} else if err != nil && !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("checkTopic(%q) = %v, want ErrInvalidTopic", tt.s, err)
+			t.Errorf("CheckTopic(%q) = %v, want ErrInvalidTopic", tt.s, err)
 		}
-		if err := checkPattern(tt.s); (err == nil) != tt.pattern {
-			t.Errorf("checkPattern(%q) = %v, want valid=%v", tt.s, err, tt.pattern)
+		if err := CheckPattern(tt.s); (err == nil) != tt.pattern {
+			t.Errorf("CheckPattern(%q) = %v, want valid=%v", tt.s, err, tt.pattern)
 		} else if err != nil && !errors.Is(err, ErrInvalidPattern) {
-			t.Errorf("checkPattern(%q) = %v, want ErrInvalidPattern", tt.s, err)
+			t.Errorf("CheckPattern(%q) = %v, want ErrInvalidPattern", tt.s, err)
 		}
 	}
 }
@@ -141,7 +141,7 @@ func FuzzCheckSubject(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		topicErr, patternErr := checkTopic(s), checkPattern(s)
+		topicErr, patternErr := CheckTopic(s), CheckPattern(s)
 		if (topicErr == nil) != refValid(s, false) || (patternErr == nil) != refValid(s, true) {
 			t.Fatalf("%q: checkTopic %v, checkPattern %v; reference says topic %v, pattern %v",
 				s, topicErr, patternErr, refValid(s, false), refValid(s, true))
@@ -182,4 +182,18 @@ func refValid(s string, pattern bool) bool {
 		}
 	}
 	return true
+}
+
+func TestMatchExported(t *testing.T) {
+	runMatchCases(t, Match)
+	if Match("a.*", "a..b") || Match("a.>.b", "a.x.b") {
+		t.Error("Match accepted an invalid topic or pattern")
+	}
+}
+
+func TestErrorsQuoteLongInputClipped(t *testing.T) {
+	long := strings.Repeat("x", 10_000) + " "
+	if err := CheckTopic(long); err == nil || len(err.Error()) > 200 {
+		t.Fatalf("error for a 10 kB topic is %d bytes long", len(err.Error()))
+	}
 }

@@ -6,8 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	bus "github.com/whalesong/bus"
 )
 
 // Action is what a client asks the authorizer for.
@@ -75,52 +75,6 @@ func withDefaultPort(host, scheme string) string {
 	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
-// ---- topic and pattern grammar (the bus's, checked before authorizing) ----
-
-const maxSubjectLen = 256
-
-// subjectFault returns why s breaks the topic (pattern false) or pattern
-// grammar, or "" when it follows it.
-func subjectFault(s string, pattern bool) string {
-	switch {
-	case s == "":
-		return "empty"
-	case len(s) > maxSubjectLen:
-		return "longer than 256 bytes"
-	case !utf8.ValidString(s):
-		return "not valid UTF-8"
-	}
-	toks := strings.Split(s, ".")
-	for i, tok := range toks {
-		if why := tokenFault(tok, pattern, i == len(toks)-1); why != "" {
-			return why
-		}
-	}
-	return ""
-}
-
-func tokenFault(tok string, pattern, last bool) string {
-	switch {
-	case tok == "":
-		return "empty token"
-	case pattern && tok == "*":
-		return ""
-	case pattern && tok == ">" && last:
-		return ""
-	case pattern && tok == ">":
-		return "'>' is not the last token"
-	}
-	for _, r := range tok {
-		switch {
-		case r == '*' || r == '>':
-			return "wildcard inside a token"
-		case r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r):
-			return "white space or control character"
-		}
-	}
-	return ""
-}
-
 // PatternWithin reports whether every topic that pattern can match is also
 // matched by allowed, both being valid patterns (or topics). It is the safe
 // way to check a subscribe request against a rule that holds wildcards:
@@ -134,7 +88,7 @@ func tokenFault(tok string, pattern, last bool) string {
 //
 // An invalid pattern or allowed is never within anything.
 func PatternWithin(pattern, allowed string) bool {
-	if subjectFault(pattern, true) != "" || subjectFault(allowed, true) != "" {
+	if bus.CheckPattern(pattern) != nil || bus.CheckPattern(allowed) != nil {
 		return false
 	}
 	p := strings.Split(pattern, ".")

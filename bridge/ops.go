@@ -74,8 +74,8 @@ func (s *session[T]) reject(pe *protoError) {
 // events in that order, skipping every seq at or below the last one queued.
 func (s *session[T]) subscribe(f *clientFrame) *protoError {
 	br := s.br
-	if why := subjectFault(f.Pattern, true); why != "" {
-		return newProtoError(codeInvalidPattern, f, "invalid pattern %q: %s", clip(f.Pattern), why)
+	if err := bus.CheckPattern(f.Pattern); err != nil {
+		return newProtoError(codeInvalidPattern, f, "%v", err)
 	}
 	if pe := br.cfg.authorizeFrame(s.ident, Subscribe, f.Pattern, f); pe != nil {
 		return pe
@@ -248,8 +248,8 @@ func (s *session[T]) detach(a *attachment[T]) {
 // publishes it and answers with its seq.
 func (s *session[T]) publish(f *clientFrame) *protoError {
 	br := s.br
-	if why := subjectFault(f.Topic, false); why != "" {
-		return newProtoError(codeInvalidTopic, f, "invalid topic %q: %s", clip(f.Topic), why)
+	if err := bus.CheckTopic(f.Topic); err != nil {
+		return newProtoError(codeInvalidTopic, f, "%v", err)
 	}
 	if pe := br.cfg.authorizeFrame(s.ident, Publish, f.Topic, f); pe != nil {
 		return pe
