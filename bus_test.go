@@ -190,3 +190,43 @@ func TestRouteCacheFollowsTheTree(t *testing.T) {
 		t.Fatalf("route cache holds %d topics, bound is %d", len(b.routes), maxRoutes)
 	}
 }
+
+// TestPublishCostIgnoresUnrelatedSubscriptions checks guarantee 6 as a
+// test, not only a benchmark: publishing to topics never seen before (so
+// the route cache cannot help) costs about the same next to 10,000
+// subscriptions on other topics as next to none. The bound is loose (3x)
+// because machines are noisy; a scan of all subscriptions costs 100x.
+func TestPublishCostIgnoresUnrelatedSubscriptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test")
+	}
+	cost := func(unrelated int) float64 {
+		b := New[int](WithHistory(0))
+		defer b.Close()
+		for i := range unrelated {
+			mustSubscribe(t, b, fmt.Sprintf("other.%d.*", i), WithBuffer(1))
+			mustSubscribe(t, b, fmt.Sprintf("orders.x%d", i), WithBuffer(1))
+		}
+		topics := make([]string, 20_000)
+		for i := range topics {
+			topics[i] = fmt.Sprintf("orders.t%d", i)
+		}
+		best := 0.0
+		for round := range 3 {
+			start := time.Now()
+			for _, topic := range topics {
+				mustPublish(t, b, topic+string(rune('a'+round)), 1)
+			}
+			per := float64(time.Since(start)) / float64(len(topics))
+			if round == 0 || per < best {
+				best = per
+			}
+		}
+		return best
+	}
+	none, many := cost(0), cost(10_000)
+	t.Logf("publish to a new topic: %.0f ns with no other subscription, %.0f ns with 20,000", none, many)
+	if many > 3*none {
+		t.Fatalf("10,000 unrelated subscriptions made Publish %.1fx slower", many/none)
+	}
+}
