@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +40,7 @@ type Bus[T any] struct {
 	lastTime time.Time            // Time of the newest event
 	clock    clock
 	counts   counts
-	isClosed atomic.Bool
+	closed   bool
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -81,7 +80,7 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 	for {
 		now := b.clock.now() // outside the lock: clocks can be slow
 		b.mu.Lock()
-		if b.isClosed.Load() {
+		if b.closed {
 			b.mu.Unlock()
 			return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
 		}
@@ -248,7 +247,7 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.isClosed.Load() {
+	if b.closed {
 		return nil, fmt.Errorf("%w: subscribe to %q", ErrClosed, pattern)
 	}
 	plan := b.hist.plan(pattern, cfg.from, time.Now())
@@ -309,7 +308,7 @@ func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.isClosed.Load() {
+	if b.closed {
 		return nil, false, fmt.Errorf("%w: replay %q", ErrClosed, pattern)
 	}
 	plan := b.hist.plan(pattern, cfg.from, time.Now())
@@ -369,8 +368,8 @@ func (b *Bus[T]) Stats() Stats {
 // bus's own goroutine is gone. It is idempotent.
 func (b *Bus[T]) Close() error {
 	b.mu.Lock()
-	if !b.isClosed.Load() {
-		b.isClosed.Store(true)
+	if !b.closed {
+		b.closed = true
 		for s := range b.subs {
 			b.end(s, ErrClosed)
 		}
