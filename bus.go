@@ -77,6 +77,7 @@ func New[T any](opts ...Option) *Bus[T] {
 // not wait ignores ctx. On error no subscriber and no History ever sees the
 // event, and Seq does not move.
 func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, error) {
+	var waited *Subscription[T] // the last subscriber this publish waited for
 	for {
 		now := b.clock.now() // outside the lock: clocks can be slow
 		b.mu.Lock()
@@ -92,6 +93,9 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		full := firstFull(r.subs)
 		if full == nil {
 			seq := b.commit(topic, data, now, r)
+			if waited != nil && !waited.ended && !waited.full() {
+				waited.passRoom() // the reader made room for more than this one
+			}
 			b.mu.Unlock()
 			return seq, nil
 		}
@@ -103,6 +107,7 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		if err != nil {
 			return 0, fmt.Errorf("publish to %q: %w", topic, err)
 		}
+		waited = full
 	}
 }
 

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"slices"
 	"sort"
 	"time"
 )
@@ -157,47 +156,53 @@ func (p *replayPlan[T]) emit(fn func(*Event[T])) (recovered bool) {
 		}
 		fn(ev)
 	}
-	switch {
-	case len(p.spans) == 1:
+	if len(p.spans) == 1 {
 		sp := p.spans[0]
 		for i := sp.next; i < sp.end; i++ {
 			give(sp.r.at(i))
 		}
-	case len(p.spans) <= mergeWays:
+	} else {
 		mergeSpans(p.spans, give)
-	default:
-		all := make([]*Event[T], 0, p.count+p.skip)
-		for _, sp := range p.spans {
-			for i := sp.next; i < sp.end; i++ {
-				all = append(all, sp.r.at(i))
-			}
-		}
-		slices.SortFunc(all, func(a, b *Event[T]) int { return cmpSeq(a.Seq, b.Seq) })
-		for _, ev := range all {
-			give(ev)
-		}
 	}
 	return p.recovered(first)
 }
 
-// mergeWays is the most topics merged by picking the smallest head; more
-// are sorted instead.
-const mergeWays = 8
-
+// mergeSpans gives the events of several spans in increasing Seq: a k-way
+// merge over a min-heap of the spans by their next event's Seq, so a replay
+// over many topics costs O(events * log topics) and no extra copy.
 func mergeSpans[T any](spans []span[T], give func(*Event[T])) {
+	h := spanHeap[T](spans)
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	for len(h) > 0 {
+		give(h[0].r.at(h[0].next))
+		if h[0].next++; h[0].next == h[0].end {
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		}
+		h.down(0)
+	}
+}
+
+// spanHeap is a min-heap of non-empty spans by the Seq of their next event.
+type spanHeap[T any] []span[T]
+
+func (h spanHeap[T]) head(i int) uint64 { return h[i].r.at(h[i].next).Seq }
+
+func (h spanHeap[T]) down(i int) {
 	for {
-		best := -1
-		for i := range spans {
-			if spans[i].next < spans[i].end &&
-				(best < 0 || spans[i].r.at(spans[i].next).Seq < spans[best].r.at(spans[best].next).Seq) {
-				best = i
+		least := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) && h.head(c) < h.head(least) {
+				least = c
 			}
 		}
-		if best < 0 {
+		if least == i {
 			return
 		}
-		give(spans[best].r.at(spans[best].next))
-		spans[best].next++
+		h[i], h[least] = h[least], h[i]
+		i = least
 	}
 }
 

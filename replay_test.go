@@ -342,3 +342,27 @@ func TestStats(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestReplayMergesManyTopics holds the k-way merge to the plain answer:
+// every retained event, in Seq order, whatever the number of topics.
+func TestReplayMergesManyTopics(t *testing.T) {
+	b := newBus[int](t)
+	r := rand.New(rand.NewPCG(3, 4))
+	var all []uint64
+	for i := range 2000 {
+		all = append(all, mustPublish(t, b, fmt.Sprintf("m.%d", r.IntN(40)), i))
+	}
+	for _, after := range []uint64{0, 1, 999, 1999, 2000} {
+		evs, rec, err := b.Replay("m.*", After(after))
+		if err != nil || !rec || !slices.Equal(seqs(evs), all[after:]) {
+			t.Fatalf("After(%d): %d events, recovered %v, %v", after, len(evs), rec, err)
+		}
+	}
+	for _, n := range []int{1, 7, 500, 2000, 5000} {
+		evs, rec, _ := b.Replay(">", Last(n))
+		want := all[max(len(all)-n, 0):]
+		if !rec || !slices.Equal(seqs(evs), want) {
+			t.Fatalf("Last(%d): got %d events, recovered %v", n, len(evs), rec)
+		}
+	}
+}

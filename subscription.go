@@ -95,13 +95,21 @@ func (s *Subscription[T]) received(ev Event[T], ok bool) (Event[T], error) {
 	if !ok {
 		return Event[T]{}, s.Err()
 	}
+	s.passRoom()
+	return ev, nil
+}
+
+// passRoom wakes one publisher waiting for room, if any: the reader calls it
+// after taking an event, and a woken publisher that still finds room after
+// its own event calls it in turn, so that a reader that took several events
+// wakes as many publishers, one at a time.
+func (s *Subscription[T]) passRoom() {
 	if s.waiters.Load() > 0 {
 		select {
 		case s.room <- struct{}{}:
 		default:
 		}
 	}
-	return ev, nil
 }
 
 // Close ends the subscription with ErrSubscriptionClosed and closes C.
