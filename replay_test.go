@@ -182,11 +182,12 @@ func TestReplayToLiveUnderLoad(t *testing.T) {
 		})
 	}
 	type joined struct {
-		s    *Subscription[int]
-		opt  string
-		from uint64 // After's argument
-		last int
-		got  []Event[int]
+		s     *Subscription[int]
+		opt   string
+		from  uint64 // After's argument
+		last  int
+		since time.Time
+		got   []Event[int]
 	}
 	results := make([]*joined, joiners)
 	for j := range joiners {
@@ -196,12 +197,16 @@ func TestReplayToLiveUnderLoad(t *testing.T) {
 			time.Sleep(50 * time.Microsecond) // spread the joins over the run
 		}
 		jn := &joined{}
-		if j%2 == 0 {
+		switch j % 3 {
+		case 0:
 			jn.opt, jn.from = "after", b.Seq()/2
 			jn.s = mustSubscribe(t, b, pattern, After(jn.from), WithBuffer(8))
-		} else {
+		case 1:
 			jn.opt, jn.last = "last", 1+r.IntN(30)
 			jn.s = mustSubscribe(t, b, pattern, Last(jn.last), WithBuffer(8))
+		default:
+			jn.opt, jn.since = "since", time.Now().Add(-time.Duration(r.IntN(3000))*time.Microsecond)
+			jn.s = mustSubscribe(t, b, pattern, Since(jn.since), WithBuffer(8))
 		}
 		results[j] = jn
 		subs.Go(func() {
@@ -211,6 +216,11 @@ func TestReplayToLiveUnderLoad(t *testing.T) {
 		})
 	}
 	pubs.Wait()
+	retained, _ := b.History(">", 0, 0) // every event, with its Time
+	at := make(map[uint64]time.Time, len(retained))
+	for _, ev := range retained {
+		at[ev.Seq] = ev.Time
+	}
 	b.Close()
 	subs.Wait()
 	slices.SortFunc(published, func(a, b Event[int]) int { return cmpSeq(a.Seq, b.Seq) })
@@ -220,15 +230,25 @@ func TestReplayToLiveUnderLoad(t *testing.T) {
 		}
 		var want []uint64
 		for _, ev := range published {
-			if matchSubject(jn.s.Pattern(), ev.Topic) && (jn.opt == "last" || ev.Seq > jn.from) {
+			inRange := ev.Seq > jn.from
+			switch jn.opt {
+			case "last":
+				inRange = true
+			case "since":
+				inRange = !at[ev.Seq].Before(jn.since)
+			}
+			if matchSubject(jn.s.Pattern(), ev.Topic) && inRange {
 				want = append(want, ev.Seq)
 			}
 		}
 		got := seqs(jn.got)
 		if jn.opt == "last" {
-			// Last(n): a suffix of the matching events, at least the n newest at join.
+			// Last(n): a suffix of the matching events, from the n newest at join.
+			if len(got) == 0 {
+				t.Fatalf("joiner %d: Last(%d) got nothing", j, jn.last)
+			}
 			i := slices.Index(want, got[0])
-			if i < 0 || len(got) < 1 {
+			if i < 0 {
 				t.Fatalf("joiner %d: first event %d not a matching event", j, got[0])
 			}
 			want = want[i:]
