@@ -29,18 +29,16 @@ type Bus[T any] struct {
 	// mu orders everything: sequence numbers, history, the subject tree and
 	// every subscription's queue. It is never held while user code runs or
 	// while a publisher waits.
-	mu       sync.Mutex
-	seq      uint64
-	hist     *history[T]
-	tree     subjectTree[*Subscription[T]]
-	subs     map[*Subscription[T]]struct{}
-	literal  map[string]int       // subscriptions per literal pattern, for Stats.Topics
-	matches  []*Subscription[T]   // scratch for route
-	routes   map[string]*route[T] // by topic, until the tree changes
-	lastTime time.Time            // Time of the newest event
-	clock    clock
-	counts   counts
-	closed   bool
+	mu      sync.Mutex
+	hist    *history[T] // numbers and retains events: the seam
+	tree    subjectTree[*Subscription[T]]
+	subs    map[*Subscription[T]]struct{}
+	literal map[string]int       // subscriptions per literal pattern, for Stats.Topics
+	matches []*Subscription[T]   // scratch for route
+	routes  map[string]*route[T] // by topic, until the tree changes
+	clock   clock
+	counts  counts
+	closed  bool
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -157,17 +155,12 @@ func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
 	return nil
 }
 
-// commit makes the event real: Seq, history, queues. Called under b.mu with
-// room in every matching Block subscriber. Event times never go backwards
-// in Seq order, which Since and the TTL rely on.
+// commit makes the event real: the history numbers and retains it, then it
+// is queued to every matching subscription. Called under b.mu with room in
+// every matching Block subscriber.
 func (b *Bus[T]) commit(topic string, data T, now time.Time, r *route[T]) uint64 {
-	if now.Before(b.lastTime) {
-		now = b.lastTime
-	}
-	b.lastTime = now
-	b.seq++
-	ev := Event[T]{Seq: b.seq, Topic: topic, Time: now, Data: data}
-	r.log = b.hist.append(r.log, ev)
+	var ev Event[T]
+	ev, r.log = b.hist.record(r.log, topic, data, now)
 	for _, s := range r.subs {
 		queued, dropped, slow := s.deliver(ev)
 		if queued {
@@ -179,7 +172,7 @@ func (b *Bus[T]) commit(topic string, data T, now time.Time, r *route[T]) uint64
 		}
 	}
 	b.counts.published++
-	return b.seq
+	return ev.Seq
 }
 
 // Spinning briefly before sleeping catches a reader that is draining right
@@ -329,7 +322,7 @@ func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 func (b *Bus[T]) Seq() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.seq
+	return b.hist.seq
 }
 
 // Epoch returns the random UUID made by New that names this bus's sequence

@@ -5,13 +5,16 @@ import (
 	"time"
 )
 
-// history keeps the newest events of every topic for replay. It is the seam
-// behind which sequencing and retention live: the Bus asks it to append each
-// committed event, to select a replay range and to expire old events, and
-// nothing else reaches into it, so a shared log (NATS JetStream) can stand in
-// its place when several processes share one sequence space. It is not safe
-// for concurrent use; the Bus guards it.
+// history numbers events and keeps the newest ones of every topic for
+// replay. It is the seam behind which sequencing and retention live: the Bus
+// asks it to record each event it commits (getting its Seq and Time back),
+// to plan a replay and to expire old events, and nothing else reaches into
+// it, so that a shared log (NATS JetStream) can stand in its place when
+// several processes share one sequence space. It is not safe for concurrent
+// use; the Bus guards it.
 type history[T any] struct {
+	seq    uint64        // Seq of the newest event
+	last   time.Time     // Time of the newest event
 	max    int           // events kept per topic; 0 keeps none
 	ttl    time.Duration // 0: no age limit
 	topics map[string]*topicLog[T]
@@ -47,9 +50,23 @@ func newHistory[T any](max int, ttl time.Duration) *history[T] {
 	return &history[T]{max: max, ttl: ttl, topics: make(map[string]*topicLog[T])}
 }
 
+// record numbers a new event, stamps it with now (never earlier than the
+// event before it, which Since and the TTL rely on), retains it and returns
+// it. t is the topic's log as record returned it last time, or nil; the new
+// one is returned for next time.
+func (h *history[T]) record(t *topicLog[T], topic string, data T, now time.Time) (Event[T], *topicLog[T]) {
+	if now.Before(h.last) {
+		now = h.last
+	}
+	h.seq++
+	h.last = now
+	ev := Event[T]{Seq: h.seq, Topic: topic, Time: now, Data: data}
+	return ev, h.append(t, ev)
+}
+
 // append retains ev in its topic's log, evicting the oldest event when it
 // is full, and returns the log to pass next time (nil when nothing is
-// retained). t is the log returned last time for this topic, or nil.
+// retained).
 func (h *history[T]) append(t *topicLog[T], ev Event[T]) *topicLog[T] {
 	if h.max == 0 {
 		h.lost.record(ev.Seq, ev.Time)
