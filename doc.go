@@ -14,7 +14,9 @@
 // follows the same grammar, except that a whole token may be '*' (exactly one
 // token) and the last token may be '>' (one or more tokens). Publish rejects a
 // bad topic with ErrInvalidTopic, Subscribe a bad pattern with
-// ErrInvalidPattern. Matching walks a tree of tokens, so a Publish costs
+// ErrInvalidPattern; CheckTopic and CheckPattern apply the same grammar to
+// input early, and Match the same matching rules (for access checks, say).
+// Matching walks a tree of tokens, so a Publish costs
 // O(topic depth + matching subscribers), however many subscriptions exist on
 // other topics.
 //
@@ -73,7 +75,7 @@
 //
 // # Closing
 //
-// Bus.Close ends every subscription with ErrClosed, wakes waiting
+// Bus.Close ends every subscription with ErrClosed, closes Done, wakes waiting
 // publishers with ErrClosed and returns once the bus's own goroutine (the
 // TTL sweeper, started only with WithHistoryTTL) is gone. Events queued
 // before a subscription ends by Bus.Close or Disconnect stay readable from C
