@@ -81,7 +81,7 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
-			return 0, fmt.Errorf("%w: publish to %q", ErrClosed, topic)
+			return 0, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
 		}
 		r, err := b.route(topic)
 		if err != nil {
@@ -103,7 +103,7 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		err = b.waitRoom(ctx, full, queued)
 		full.waiters.Add(-1)
 		if err != nil {
-			return 0, fmt.Errorf("publish to %q: %w", topic, err)
+			return 0, fmt.Errorf("publish to %s: %w", quoteClipped(topic), err)
 		}
 		waited = full
 	}
@@ -239,14 +239,14 @@ func putTimer(t *time.Timer) {
 // queued first and the subscription goes live in the same instant, so that
 // no event is missed or repeated between the two.
 func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscription[T], error) {
-	if err := CheckPattern(pattern); err != nil {
-		return nil, err
-	}
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, fmt.Errorf("%w: subscribe to %q", ErrClosed, pattern)
+		return nil, fmt.Errorf("%w: subscribe to %s", ErrClosed, quoteClipped(pattern))
+	}
+	if err := CheckPattern(pattern); err != nil {
+		return nil, err
 	}
 	plan := b.hist.plan(pattern, cfg.from, time.Now())
 	s := &Subscription[T]{
@@ -300,14 +300,14 @@ func (b *Bus[T]) History(pattern string, after uint64, limit int) ([]Event[T], e
 // oldest first, and what its Recovered would say, without subscribing. Only
 // the replay option among opts matters.
 func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event[T], recovered bool, err error) {
-	if err := CheckPattern(pattern); err != nil {
-		return nil, false, err
-	}
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, false, fmt.Errorf("%w: replay %q", ErrClosed, pattern)
+		return nil, false, fmt.Errorf("%w: replay %s", ErrClosed, quoteClipped(pattern))
+	}
+	if err := CheckPattern(pattern); err != nil {
+		return nil, false, err
 	}
 	plan := b.hist.plan(pattern, cfg.from, time.Now())
 	events, recovered = plan.events()

@@ -53,6 +53,16 @@ func TestAfterBusClose(t *testing.T) {
 	if _, err := b.Publish(context.Background(), "a", 2); !errors.Is(err, ErrClosed) {
 		t.Errorf("Publish = %v", err)
 	}
+	// Closed wins over bad input, for every method alike.
+	if _, err := b.Publish(context.Background(), "a..b", 2); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish(bad topic) after Close = %v", err)
+	}
+	if _, err := b.Subscribe("a.>.b"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Subscribe(bad pattern) after Close = %v", err)
+	}
+	if _, err := b.History("a.>.b", 0, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("History(bad pattern) after Close = %v", err)
+	}
 	if _, err := b.Subscribe("a"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe = %v", err)
 	}

@@ -314,3 +314,43 @@ func TestPolicyProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderWakesWaitingPublisher checks the signal path, which the
+// publisher's fallback naps would otherwise hide: a Next that takes an
+// event while a publisher waits leaves it a wake-up, and none when nobody
+// waits. Then, as a liveness check, two publishers waiting on one full
+// subscription both get through when a C reader frees two places.
+func TestReaderWakesWaitingPublisher(t *testing.T) {
+	b := newBus[int](t)
+	s := mustSubscribe(t, b, "a", WithBuffer(3))
+	for i := range 3 {
+		mustPublish(t, b, "a", i)
+	}
+	s.waiters.Add(1) // as a waiting publisher does
+	next(t, s)
+	if len(s.room) != 1 {
+		t.Fatal("Next did not leave a wake-up for the waiting publisher")
+	}
+	<-s.room
+	s.waiters.Add(-1)
+	next(t, s) // now two free places, nobody waiting: no wake-up
+	if len(s.room) != 0 {
+		t.Fatal("Next left a wake-up with nobody waiting")
+	}
+
+	full := mustSubscribe(t, b, "w", WithBuffer(2))
+	mustPublish(t, b, "w", 0)
+	mustPublish(t, b, "w", 0)
+	done := make(chan struct{}, 2)
+	for range 2 {
+		go func() { mustPublish(t, b, "w", 1); done <- struct{}{} }()
+	}
+	waitFor(t, func() bool { return full.waiters.Load() == 2 })
+	<-full.C()
+	<-full.C()
+	<-done
+	<-done
+	if got := len(drain(full)); got != 2 {
+		t.Fatalf("queued %d, want 2", got)
+	}
+}

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -344,14 +343,13 @@ func TestTopicsAreForgotten(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	b := newBus[int](t, WithHistory(2))
-	a := mustSubscribe(t, b, "a", WithBuffer(1), WithPolicy(DropNewest))
+	mustSubscribe(t, b, "a", WithBuffer(1), WithPolicy(DropNewest))
 	mustSubscribe(t, b, "lit") // literal, no events: counts as a topic
 	mustSubscribe(t, b, "w.*") // wildcard: does not
 	for i := range 3 {
 		mustPublish(t, b, "a", i)
 	}
 	mustPublish(t, b, "z", 9)
-	_ = a
 	want := Stats{Published: 4, Delivered: 1, Dropped: 2, Subscribers: 3, Topics: 3, Retained: 3}
 	if st := b.Stats(); st != want {
 		t.Fatalf("Stats = %+v, want %+v", st, want)
@@ -360,7 +358,6 @@ func TestStats(t *testing.T) {
 	if st := b.Stats(); st.Delivered != 3 || st.Subscribers != 4 {
 		t.Fatalf("after a replay: %+v", st)
 	}
-	_ = context.Background
 }
 
 // TestReplayMergesManyTopics holds the k-way merge to the plain answer:
