@@ -25,4 +25,10 @@ var (
 	// ErrInvalidPattern reports a subscribe pattern that breaks the pattern
 	// grammar.
 	ErrInvalidPattern = errors.New("bus: invalid pattern")
+
+	// ErrUncertain reports a publish whose outcome is unknown: the shared
+	// log (see Log) may or may not have stored the event. Publish again with
+	// the same id (PublishID) to find out; the log stores it at most once.
+	// The in-process bus never returns it.
+	ErrUncertain = errors.New("bus: publish outcome unknown")
 )

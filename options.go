@@ -13,6 +13,7 @@ type Option func(*busConfig)
 type busConfig struct {
 	history int
 	ttl     time.Duration
+	log     any // a Log[T], asserted by New[T]
 }
 
 func newBusConfig(opts []Option) busConfig {

@@ -1,0 +1,82 @@
+package bus
+
+import "context"
+
+// A Log is a shared, ordered record of events that several buses, in one
+// process or in many, read in the same order: the seam through which an
+// engine such as NATS JetStream (module github.com/whalesong/bus/natsbus)
+// gives them one sequence space. A Bus made WithLog numbers nothing itself:
+// the log assigns every event its Seq and Time, and the bus applies the log's
+// records, whoever published them, to its history and its subscribers, in log
+// order. Without WithLog a bus keeps its own in-memory history, as always.
+//
+// Implementations are called by the bus only: Append from any goroutine,
+// concurrently; Follow from one goroutine that the bus owns and waits for.
+type Log[T any] interface {
+	// Append stores one event and returns its Seq once the log has stored it.
+	//
+	// id names the publish: appending an id that the log stored within its
+	// deduplication window stores nothing and returns the Seq the event got
+	// then. An empty id asks the log to make a unique one (it still retries
+	// that id itself while ctx allows).
+	//
+	// An error wrapping ErrUncertain says that the event may have been
+	// stored: appending the same id again tells which. Any other error means
+	// that it was not stored. The topic is valid (the bus checked it).
+	Append(ctx context.Context, id, topic string, data T) (uint64, error)
+
+	// Follow calls apply, from the calling goroutine, with the log's records
+	// in order until ctx ends, and then returns ctx.Err().
+	//
+	// Its first record, and the first after every reconnect, announces the
+	// log's epoch and head (a Record with Event.Seq 0). Then come the events
+	// stored after from.Seq, in increasing Seq, then new ones as they are
+	// stored; when from.Epoch is not the log's epoch (or empty), every event
+	// the log retains, from the oldest. A Seq that Follow skips was deleted
+	// before it could be read: the bus treats it as lost. When the log is
+	// recreated (a new epoch), Follow announces the new epoch and goes on
+	// with its events from the oldest.
+	//
+	// Follow reconnects by itself after outages and resumes after the last
+	// record it handed to apply. It returns early only with an error it
+	// cannot recover from; the bus then calls it again after a pause, from
+	// the last record it applied. apply never blocks on subscribers.
+	Follow(ctx context.Context, from Position, apply func(Record[T])) error
+}
+
+// A Position is a place in a log: an epoch and the Seq of a record in it.
+type Position struct {
+	Epoch string
+	Seq   uint64
+}
+
+// A Record is one entry that Log.Follow hands to the bus.
+type Record[T any] struct {
+	// Epoch names the log's sequence space (the incarnation of the stream).
+	// Every record carries it. A value other than the bus's current one
+	// means that the log was recreated: the bus ends every subscription with
+	// ErrSlowConsumer, forgets its history and goes on in the new epoch.
+	Epoch string
+
+	// Event is the stored event: Seq as the log numbered it, Topic, Time as
+	// the log stamped it (the bus keeps Time non-decreasing in Seq) and the
+	// decoded Data. Event.Seq 0 means no event: the record only announces
+	// Epoch and Head.
+	Event Event[T]
+
+	// Head, in an announcement, is the Seq of the newest event the log held
+	// when Follow started or reconnected (0: empty). While a bus catches up
+	// to the head announced first in an epoch it is loading history, and a
+	// skipped Seq is an event the log had evicted before this bus ever ran;
+	// after that, a skipped Seq is an event this bus missed.
+	Head uint64
+}
+
+// WithLog makes the bus apply the records of a shared Log instead of
+// numbering and keeping events by itself (see Log); natsbus.New is the usual
+// way to get one. The history options still size the bus's copy of the log
+// and must match the log's own retention. New panics if l is not a Log of
+// the bus's type T.
+func WithLog[T any](l Log[T]) Option {
+	return func(c *busConfig) { c.log = l }
+}
