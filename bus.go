@@ -195,8 +195,11 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 		runtime.Gosched()
 	}
 	nap := waitFirstNap
-	t := getTimer(nap)
-	defer putTimer(t)
+	// A timer of this wait's own: one shared by waits (a pool) would cross
+	// testing/synctest bubbles, which the runtime forbids. Only a publisher
+	// that has to wait pays for it.
+	t := time.NewTimer(nap)
+	defer t.Stop()
 	for {
 		select {
 		case <-s.room:
@@ -215,23 +218,6 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 		nap = min(2*nap, waitMaxNap)
 		t.Reset(nap)
 	}
-}
-
-// timers recycles the naps' timers: a publisher that waits often should
-// not allocate each time.
-var timers sync.Pool
-
-func getTimer(d time.Duration) *time.Timer {
-	if t, ok := timers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
-}
-
-func putTimer(t *time.Timer) {
-	t.Stop() // since Go 1.23 no stale tick survives Stop
-	timers.Put(t)
 }
 
 // Subscribe starts a subscription to the topics matching pattern. With a

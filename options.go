@@ -7,6 +7,10 @@ const (
 	defaultBuffer  = 256
 )
 
+// MaxBuffer is the largest WithBuffer: a subscription's queue is allocated
+// when it is made, so a larger request counts as MaxBuffer.
+const MaxBuffer = 1 << 20
+
 // Option configures a Bus made by New.
 type Option func(*busConfig)
 
@@ -78,21 +82,24 @@ func newSubConfig(opts []SubscribeOption) subConfig {
 			o(&c)
 		}
 	}
-	if c.buffer < 1 {
-		c.buffer = 1
+	c.buffer = min(max(c.buffer, 1), MaxBuffer)
+	if c.policy < Block || c.policy > Disconnect {
+		c.policy = Block
 	}
 	return c
 }
 
 // WithBuffer lets at most n live events wait unread before the subscription's
 // Policy applies. Replayed events do not count against it. Default 256;
-// n < 1 counts as 1.
+// n < 1 counts as 1 and n > MaxBuffer as MaxBuffer (the queue's room is
+// allocated by Subscribe).
 func WithBuffer(n int) SubscribeOption {
 	return func(c *subConfig) { c.buffer = n }
 }
 
 // WithPolicy chooses what happens when the subscription's buffer is full.
-// Default Block.
+// Default Block; a value that is not one of the Policy constants counts as
+// Block.
 func WithPolicy(p Policy) SubscribeOption {
 	return func(c *subConfig) { c.policy = p }
 }
