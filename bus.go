@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,15 +17,22 @@ import (
 type Event[T any] struct {
 	Seq   uint64    // bus-wide, starts at 1, +1 per published event
 	Topic string    // the topic it was published to
-	Time  time.Time // when Publish accepted it
+	Time  time.Time // when Publish accepted it (on a shared Log: when the log stored it)
 	Data  T
+
+	// Skipped counts this subscription's events with Seq between the
+	// previous event it received and this one that it lost (dropped or
+	// superseded under its Policy). It is 0 in History results and in
+	// replayed events.
+	Skipped uint64
 }
 
-// Bus is an in-process event bus for events of type T. Its methods are safe
-// for concurrent use. Make one with New and end it with Close.
+// Bus is an event bus for events of type T. Its methods are safe for
+// concurrent use. Make one with New and end it with Close.
 type Bus[T any] struct {
-	epoch string
+	epoch atomic.Pointer[string]
 	ttl   time.Duration
+	cfg   busConfig
 
 	// mu orders everything: sequence numbers, history, the subject tree and
 	// every subscription's queue. It is never held while user code runs or
@@ -39,31 +47,53 @@ type Bus[T any] struct {
 	clock   clock
 	counts  counts
 	closed  bool
+	feeds   []*Subscription[T] // subscriptions the feeder tops up (guarded by mu)
+	feeder  bool               // the feeder goroutine runs
+	waits   []seqWait          // WaitSeq callers (guarded by mu)
+	dedup   *dedup             // PublishID in-process, made on first use (guarded by mu)
 
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	shared *shared[T] // the shared Log, nil in-process
+
+	feedWake chan struct{}
+	done     chan struct{} // closed by Close
+	wg       sync.WaitGroup
 }
 
 type counts struct {
-	published, delivered, dropped uint64
+	published, delivered, dropped, superseded uint64
 }
 
-// New makes a Bus with a fresh epoch. With WithHistoryTTL it starts one
-// goroutine that expires old events; Close waits for it.
+// New makes a Bus. In-process (without WithLog) it has a fresh random epoch
+// and numbers its own events; with WithHistoryTTL it starts one goroutine
+// that expires old events. With WithLog it follows the log on a goroutine of
+// its own. Close waits for them.
 func New[T any](opts ...Option) *Bus[T] {
 	cfg := newBusConfig(opts)
 	b := &Bus[T]{
-		epoch:   uuid.NewString(),
-		ttl:     cfg.ttl,
-		hist:    newHistory[T](cfg.history, cfg.ttl),
-		subs:    make(map[*Subscription[T]]struct{}),
-		literal: make(map[string]int),
-		routes:  make(map[string]*route[T]),
-		done:    make(chan struct{}),
+		ttl:      cfg.ttl,
+		cfg:      cfg,
+		hist:     newHistory[T](cfg.history, cfg.ttl, cfg.maxRetained),
+		subs:     make(map[*Subscription[T]]struct{}),
+		literal:  make(map[string]int),
+		routes:   make(map[string]*route[T]),
+		feedWake: make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
+	epoch := ""
+	if cfg.log == nil {
+		epoch = uuid.NewString()
+	}
+	b.epoch.Store(&epoch)
 	if cfg.ttl > 0 && cfg.history > 0 {
 		b.wg.Add(1)
 		go b.expireLoop()
+	}
+	if cfg.log != nil {
+		l, ok := cfg.log.(Log[T])
+		if !ok {
+			panic(fmt.Sprintf("bus: WithLog got a %T, not a Log of this bus's type", cfg.log))
+		}
+		b.follow(l)
 	}
 	return b
 }
@@ -73,8 +103,12 @@ func New[T any](opts ...Option) *Bus[T] {
 // its Seq. It waits only while a matching Block subscriber is full, and then
 // returns an error wrapping ctx.Err() if ctx ends first; a Publish that need
 // not wait ignores ctx. On error no subscriber and no History ever sees the
-// event, and Seq does not move.
+// event, and Seq does not move. On a shared Log it returns once the log has
+// stored the event (see the package doc).
 func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, error) {
+	if b.shared != nil {
+		return b.publishShared(ctx, "", topic, data)
+	}
 	var waited *Subscription[T] // the last subscriber this publish waited for
 	for {
 		now := b.clock.now() // outside the lock: clocks can be slow
@@ -90,12 +124,14 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		}
 		full := firstFull(r.subs)
 		if full == nil {
-			seq := b.commit(topic, data, now, r)
+			var ev Event[T]
+			ev, r.log = b.hist.record(r.log, topic, data, now)
+			b.commit(ev, r)
 			if waited != nil && !waited.ended && !waited.full() {
 				waited.passRoom() // the reader made room for more than this one
 			}
 			b.mu.Unlock()
-			return seq, nil
+			return ev.Seq, nil
 		}
 		queued := len(full.ch)
 		full.waiters.Add(1)
@@ -107,6 +143,29 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 		}
 		waited = full
 	}
+}
+
+// PublishID publishes like Publish, once per id: a PublishID repeated with
+// the same id within the deduplication window (WithDedupWindow in-process;
+// the log's own on a shared Log, across processes) publishes nothing and
+// returns the first one's Seq. The same id with another topic is refused
+// with ErrIDReused. On a shared Log an error wrapping ErrUncertain means the
+// event may have been stored: retry with the same id to know.
+func (b *Bus[T]) PublishID(ctx context.Context, id, topic string, data T) (uint64, error) {
+	if id == "" {
+		return b.Publish(ctx, topic, data)
+	}
+	if b.shared != nil {
+		return b.publishShared(ctx, id, topic, data)
+	}
+	b.mu.Lock()
+	if b.dedup == nil {
+		b.dedup = newDedup(b.cfg.dedupSize, b.cfg.dedupAge)
+	}
+	d := b.dedup
+	b.mu.Unlock()
+	seq, _, err := d.do(ctx, id, topic, func() (uint64, error) { return b.Publish(ctx, topic, data) })
+	return seq, err
 }
 
 // maxRoutes bounds the route cache; past it the cache starts over.
@@ -130,7 +189,7 @@ func (b *Bus[T]) route(topic string) (*route[T], error) {
 		return nil, err
 	}
 	b.matches = b.tree.match(topic, b.matches[:0])
-	r := &route[T]{subs: slices.Clone(b.matches)}
+	r := &route[T]{subs: slices.Clone(b.matches), log: b.hist.lookup(topic)}
 	clear(b.matches)
 	if len(b.routes) >= maxRoutes {
 		clear(b.routes)
@@ -155,24 +214,28 @@ func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
 	return nil
 }
 
-// commit makes the event real: the history numbers and retains it, then it
-// is queued to every matching subscription. Called under b.mu with room in
-// every matching Block subscriber.
-func (b *Bus[T]) commit(topic string, data T, now time.Time, r *route[T]) uint64 {
-	var ev Event[T]
-	ev, r.log = b.hist.record(r.log, topic, data, now)
+// commit queues a numbered and retained event to every matching
+// subscription. Called under b.mu; in-process with room in every matching
+// Block subscriber.
+func (b *Bus[T]) commit(ev Event[T], r *route[T]) {
 	for _, s := range r.subs {
-		queued, dropped, slow := s.deliver(ev)
-		if queued {
+		out := s.deliver(ev)
+		if out.queued {
 			b.counts.delivered++
 		}
-		b.counts.dropped += dropped
-		if slow {
+		b.counts.dropped += out.dropped
+		b.counts.superseded += out.displaced
+		switch {
+		case out.slow:
 			b.end(s, ErrSlowConsumer)
+		case out.feed, out.behind:
+			b.needFeed(s)
 		}
 	}
 	b.counts.published++
-	return ev.Seq
+	if len(b.waits) > 0 {
+		b.wakeWaits(nil)
+	}
 }
 
 // Spinning briefly before sleeping catches a reader that is draining right
@@ -221,9 +284,9 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 }
 
 // Subscribe starts a subscription to the topics matching pattern. With a
-// replay option (After, Last, Since) the retained events it selects are
-// queued first and the subscription goes live in the same instant, so that
-// no event is missed or repeated between the two.
+// replay option (After, Last, Since, Latest) the retained events it selects
+// are queued first and the subscription goes live in the same instant, so
+// that no event is missed or repeated between the two.
 func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscription[T], error) {
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
@@ -243,8 +306,16 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 		ch:      make(chan Event[T], cfg.buffer+plan.count),
 		done:    make(chan struct{}),
 		room:    make(chan struct{}, 1),
+		last:    b.hist.seq,
 	}
-	s.recovered = plan.emit(func(ev *Event[T]) { s.ch <- *ev })
+	if lossyFront(cfg.policy) {
+		s.tail = newTailQueue[T](cfg.policy == Conflate)
+	}
+	first := plan.emit(0, func(ev *Event[T]) { s.ch <- *ev })
+	s.recovered = plan.recovered(first)
+	if !s.recovered {
+		s.missAfter, s.missBefore = plan.missing()
+	}
 	b.counts.delivered += uint64(plan.count)
 	b.tree.insert(pattern, s)
 	b.forgetRoutes()
@@ -256,7 +327,8 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 }
 
 // end ends s with err: it stops matching, its channel closes after what is
-// queued, and publishers waiting on it go on. Called under b.mu.
+// queued (unless its owner closed it), and publishers waiting on it go on.
+// Called under b.mu.
 func (b *Bus[T]) end(s *Subscription[T], err error) {
 	s.ended = true
 	s.err.Store(&err)
@@ -268,6 +340,10 @@ func (b *Bus[T]) end(s *Subscription[T], err error) {
 			delete(b.literal, s.pattern)
 		}
 	}
+	if err != ErrSubscriptionClosed {
+		s.flushTail()
+	}
+	s.feed.Store(false)
 	close(s.ch)
 	close(s.done)
 }
@@ -275,52 +351,112 @@ func (b *Bus[T]) end(s *Subscription[T], err error) {
 // History returns the retained events matching pattern with Seq > after,
 // oldest first, at most limit of them (limit <= 0: all).
 func (b *Bus[T]) History(pattern string, after uint64, limit int) ([]Event[T], error) {
-	evs, _, err := b.Replay(pattern, After(after))
-	if limit > 0 && len(evs) > limit {
-		evs = evs[:limit:limit]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("%w: history of %s", ErrClosed, quoteClipped(pattern))
 	}
-	return evs, err
+	if err := CheckPattern(pattern); err != nil {
+		return nil, err
+	}
+	plan := b.hist.plan(pattern, replayFrom{kind: replayAfter, after: after}, time.Now())
+	evs, _ := plan.events(limit)
+	return evs, nil
+}
+
+// Page returns a page of older history: the newest limit (at most; limit < 1
+// counts as 1) retained events matching pattern with Seq < before, oldest
+// first, and whether older matching events are retained. before 0 means
+// past the newest, so a first page ends with the newest matching event.
+// It costs O(matching topics + limit * log topics).
+func (b *Bus[T]) Page(pattern string, before uint64, limit int) (events []Event[T], more bool, err error) {
+	if before == 0 {
+		before = ^uint64(0)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false, fmt.Errorf("%w: history of %s", ErrClosed, quoteClipped(pattern))
+	}
+	if err := CheckPattern(pattern); err != nil {
+		return nil, false, err
+	}
+	from := replayFrom{kind: replayBefore, before: before, last: max(limit, 1)}
+	plan := b.hist.plan(pattern, from, time.Now())
+	events, _ = plan.events(0)
+	return events, plan.more, nil
+}
+
+// A Replayed is what Subscribe with one replay option would replay right
+// now, with what its Recovered and Missing would say, and the bus's Seq at
+// that instant (live events after it would follow).
+type Replayed[T any] struct {
+	Events    []Event[T]
+	Recovered bool
+	// After and Before bound what is missing when Recovered is false (see
+	// Subscription.Missing); both 0 otherwise.
+	After, Before uint64
+	Seq           uint64
 }
 
 // Replay returns what Subscribe(pattern, opts...) would replay right now,
 // oldest first, and what its Recovered would say, without subscribing. Only
 // the replay option among opts matters.
 func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event[T], recovered bool, err error) {
+	r, err := b.ReplayDetail(pattern, opts...)
+	return r.Events, r.Recovered, err
+}
+
+// ReplayDetail is Replay with the missing range and the Seq it was taken at,
+// for code that serves replays itself (the bridge does).
+func (b *Bus[T]) ReplayDetail(pattern string, opts ...SubscribeOption) (Replayed[T], error) {
 	cfg := newSubConfig(opts)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, false, fmt.Errorf("%w: replay %s", ErrClosed, quoteClipped(pattern))
+		return Replayed[T]{}, fmt.Errorf("%w: replay %s", ErrClosed, quoteClipped(pattern))
 	}
 	if err := CheckPattern(pattern); err != nil {
-		return nil, false, err
+		return Replayed[T]{}, err
 	}
 	plan := b.hist.plan(pattern, cfg.from, time.Now())
-	events, recovered = plan.events()
-	return events, recovered, nil
+	evs, first := plan.events(0)
+	r := Replayed[T]{Events: evs, Recovered: plan.recovered(first), Seq: b.hist.seq}
+	if !r.Recovered {
+		r.After, r.Before = plan.missing()
+	}
+	return r, nil
 }
 
 // Done returns a channel that is closed when Close is called, for code
 // that serves the bus (a bridge, a server) and must stop with it.
 func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 
-// Seq returns the Seq of the newest published event, 0 before the first.
+// Seq returns the Seq of the newest published event, 0 before the first. On
+// a shared Log: of the newest event this bus has applied.
 func (b *Bus[T]) Seq() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.hist.seq
 }
 
-// Epoch returns the random UUID made by New that names this bus's sequence
-// space: a Seq means something only together with its epoch.
-func (b *Bus[T]) Epoch() string { return b.epoch }
+// Epoch returns the UUID that names this bus's sequence space: a Seq means
+// something only together with its epoch. In-process it is made by New at
+// random; on a shared Log it names the log's incarnation, the same on every
+// bus of that log ("" until the log has answered).
+func (b *Bus[T]) Epoch() string { return *b.epoch.Load() }
+
+// Shared reports whether a shared Log numbers this bus's events (WithLog).
+func (b *Bus[T]) Shared() bool { return b.shared != nil }
 
 // Stats describes a Bus at one instant.
 type Stats struct {
-	// Published, Delivered and Dropped are totals since New. Delivered counts
-	// events queued to subscribers, replayed ones included; Dropped counts
-	// events lost to DropOldest and DropNewest.
-	Published, Delivered, Dropped uint64
+	// Published, Delivered, Dropped and Superseded are totals since New.
+	// Delivered counts events queued to subscribers, replayed ones included;
+	// Dropped counts events lost to DropOldest, DropNewest and Conflate,
+	// Superseded events that Conflate replaced. On a shared Log, Published
+	// counts the events this bus applied, from any process.
+	Published, Delivered, Dropped, Superseded uint64
 	// Subscribers counts live subscriptions; Topics, topics with retained
 	// events or a subscription naming them literally; Retained, events held
 	// for replay.
@@ -341,6 +477,7 @@ func (b *Bus[T]) Stats() Stats {
 		Published:   b.counts.published,
 		Delivered:   b.counts.delivered,
 		Dropped:     b.counts.dropped,
+		Superseded:  b.counts.superseded,
 		Subscribers: len(b.subs),
 		Topics:      topics,
 		Retained:    b.hist.held,
@@ -349,7 +486,7 @@ func (b *Bus[T]) Stats() Stats {
 
 // Close ends every subscription with ErrClosed (their queued events stay
 // readable), wakes waiting publishers with ErrClosed and returns once the
-// bus's own goroutine is gone. It is idempotent.
+// bus's own goroutines are gone. It is idempotent.
 func (b *Bus[T]) Close() error {
 	b.mu.Lock()
 	if !b.closed {
@@ -357,7 +494,11 @@ func (b *Bus[T]) Close() error {
 		for s := range b.subs {
 			b.end(s, ErrClosed)
 		}
+		b.wakeWaits(ErrClosed)
 		close(b.done)
+		if b.shared != nil {
+			b.shared.cancel()
+		}
 	}
 	b.mu.Unlock()
 	b.wg.Wait()

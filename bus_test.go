@@ -54,17 +54,14 @@ func next[T any](t *testing.T, s *Subscription[T]) Event[T] {
 // drain reads what is queued right now, without waiting.
 func drain[T any](s *Subscription[T]) []Event[T] {
 	var out []Event[T]
-	for {
-		select {
-		case ev, ok := <-s.C():
-			if !ok {
-				return out
-			}
-			out = append(out, ev)
-		default:
+	for s.Pending() > 0 { // what is queued now, wherever it waits
+		ev, err := s.Next(context.Background())
+		if err != nil {
 			return out
 		}
+		out = append(out, ev)
 	}
+	return out
 }
 
 func seqs[T any](evs []Event[T]) []uint64 {

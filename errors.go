@@ -31,4 +31,8 @@ var (
 	// the same id (PublishID) to find out; the log stores it at most once.
 	// The in-process bus never returns it.
 	ErrUncertain = errors.New("bus: publish outcome unknown")
+
+	// ErrIDReused reports a PublishID whose id was used, within the
+	// deduplication window, for another topic.
+	ErrIDReused = errors.New("bus: publish id already used for another topic")
 )

@@ -28,14 +28,19 @@ type Log[T any] interface {
 	// Follow calls apply, from the calling goroutine, with the log's records
 	// in order until ctx ends, and then returns ctx.Err().
 	//
-	// Its first record, and the first after every reconnect, announces the
-	// log's epoch and head (a Record with Event.Seq 0). Then come the events
-	// stored after from.Seq, in increasing Seq, then new ones as they are
-	// stored; when from.Epoch is not the log's epoch (or empty), every event
-	// the log retains, from the oldest. A Seq that Follow skips was deleted
-	// before it could be read: the bus treats it as lost. When the log is
-	// recreated (a new epoch), Follow announces the new epoch and goes on
-	// with its events from the oldest.
+	// Its first record, and the first after every reconnect, is a mark (a
+	// Record with Event.Seq 0) giving the log's epoch and its head, the Seq
+	// of the newest event it holds. Then come the events stored after
+	// from.Seq, in increasing Seq, then new ones as they are stored; when
+	// from.Epoch is not the log's epoch (or empty), every event the log
+	// retains, from the oldest. Once it has handed over everything up to the
+	// head, Follow sends a mark with Caught set (and may send more later):
+	// a bus counts the Seqs up to Head that it did not get as deleted, and
+	// an idle log whose newest events were deleted still lets it know where
+	// it stands. A Seq that Follow skips was deleted before it could be read:
+	// the bus treats it as lost. When the log is recreated (a new epoch),
+	// Follow sends a mark of the new epoch and goes on with its events from
+	// the oldest.
 	//
 	// Follow reconnects by itself after outages and resumes after the last
 	// record it handed to apply. It returns early only with an error it
@@ -64,12 +69,17 @@ type Record[T any] struct {
 	// Epoch and Head.
 	Event Event[T]
 
-	// Head, in an announcement, is the Seq of the newest event the log held
-	// when Follow started or reconnected (0: empty). While a bus catches up
-	// to the head announced first in an epoch it is loading history, and a
-	// skipped Seq is an event the log had evicted before this bus ever ran;
-	// after that, a skipped Seq is an event this bus missed.
+	// Head, in a mark, is the Seq of the newest event the log holds, or held
+	// before deleting it (0: none ever). From the first mark of an epoch
+	// until it has everything up to that mark's Head, a bus is loading
+	// history, and a skipped Seq is an event the log had evicted before this
+	// bus ever ran; after that, a skipped Seq is an event this bus missed,
+	// and it ends its subscriptions rather than deliver a silent hole.
 	Head uint64
+
+	// Caught, in a mark, says that every event up to Head has been handed
+	// over (those that were not are deleted).
+	Caught bool
 }
 
 // WithLog makes the bus apply the records of a shared Log instead of

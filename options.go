@@ -3,8 +3,10 @@ package bus
 import "time"
 
 const (
-	defaultHistory = 1024
-	defaultBuffer  = 256
+	defaultHistory   = 1024
+	defaultBuffer    = 256
+	defaultDedupSize = 16384
+	defaultDedupAge  = 5 * time.Minute
 )
 
 // MaxBuffer is the largest WithBuffer: a subscription's queue is allocated
@@ -15,13 +17,16 @@ const MaxBuffer = 1 << 20
 type Option func(*busConfig)
 
 type busConfig struct {
-	history int
-	ttl     time.Duration
-	log     any // a Log[T], asserted by New[T]
+	history     int
+	ttl         time.Duration
+	maxRetained int
+	dedupSize   int
+	dedupAge    time.Duration
+	log         any // a Log[T], asserted by New[T]
 }
 
 func newBusConfig(opts []Option) busConfig {
-	c := busConfig{history: defaultHistory}
+	c := busConfig{history: defaultHistory, dedupSize: defaultDedupSize, dedupAge: defaultDedupAge}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
@@ -33,6 +38,7 @@ func newBusConfig(opts []Option) busConfig {
 	if c.ttl < 0 {
 		c.ttl = 0
 	}
+	c.maxRetained = max(c.maxRetained, 0)
 	return c
 }
 
@@ -49,6 +55,32 @@ func WithHistoryTTL(d time.Duration) Option {
 	return func(c *busConfig) { c.ttl = d }
 }
 
+// WithMaxRetained caps the events retained over all topics together at n:
+// past it the oldest retained event, whatever its topic, is evicted first.
+// Recovered stays honest: an eviction counts as a loss of its topic, and a
+// topic left with no event is forgotten, its loss then counting for every
+// replay (conservatively, as with WithHistoryTTL). 0, the default, sets no
+// bus-wide cap; a negative n counts as 0.
+func WithMaxRetained(n int) Option {
+	return func(c *busConfig) { c.maxRetained = n }
+}
+
+// WithDedupWindow sets how many publish ids PublishID remembers (default
+// 16384) and for how long (default 5 minutes): a PublishID repeated within
+// the window is answered with the first one's Seq and publishes nothing.
+// size < 1 or age <= 0 keeps that default. A bus on a shared Log uses the
+// log's window instead.
+func WithDedupWindow(size int, age time.Duration) Option {
+	return func(c *busConfig) {
+		if size > 0 {
+			c.dedupSize = size
+		}
+		if age > 0 {
+			c.dedupAge = age
+		}
+	}
+}
+
 // SubscribeOption configures one subscription made by Bus.Subscribe.
 type SubscribeOption func(*subConfig)
 
@@ -59,14 +91,17 @@ const (
 	replayAfter
 	replayLast
 	replaySince
+	replayLatest
+	replayBefore // History pages: the newest last events with Seq < before
 )
 
-// replayFrom is where a replay starts: one of After, Last or Since.
+// replayFrom is where a replay starts: After, Last, Since or Latest.
 type replayFrom struct {
-	kind  replayKind
-	after uint64
-	last  int
-	since time.Time
+	kind   replayKind
+	after  uint64
+	last   int
+	since  time.Time
+	before uint64
 }
 
 type subConfig struct {
@@ -83,7 +118,7 @@ func newSubConfig(opts []SubscribeOption) subConfig {
 		}
 	}
 	c.buffer = min(max(c.buffer, 1), MaxBuffer)
-	if c.policy < Block || c.policy > Disconnect {
+	if c.policy < Block || c.policy > Conflate {
 		c.policy = Block
 	}
 	return c
@@ -124,4 +159,13 @@ func Last(n int) SubscribeOption {
 // Of several replay options the last one wins.
 func Since(t time.Time) SubscribeOption {
 	return func(c *subConfig) { c.from = replayFrom{kind: replaySince, since: t} }
+}
+
+// Latest replays the newest retained event of every matching topic, in Seq
+// order, then goes live: the current value of every state topic. Recovered
+// is false when a matching topic's newest event was published but is no
+// longer retained (which, once a topic has been forgotten, is not known per
+// topic: see the package doc). Of several replay options the last one wins.
+func Latest() SubscribeOption {
+	return func(c *subConfig) { c.from = replayFrom{kind: replayLatest} }
 }

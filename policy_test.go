@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -287,7 +288,7 @@ func TestPolicyProperties(t *testing.T) {
 	pubWG.Wait()
 	b.Close()
 	readWG.Wait()
-	slices.SortFunc(published, func(a, b Event[int]) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(published, func(a, b Event[int]) int { return cmp.Compare(a.Seq, b.Seq) })
 	for i, r := range readers {
 		var want []uint64
 		for _, ev := range published {

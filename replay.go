@@ -5,118 +5,6 @@ import (
 	"time"
 )
 
-// history numbers events and keeps the newest ones of every topic for
-// replay. It is the seam behind which sequencing and retention live: the Bus
-// asks it to record each event it commits (getting its Seq and Time back),
-// to plan a replay and to expire old events, and nothing else reaches into
-// it, so that a shared log (NATS JetStream) can stand in its place when
-// several processes share one sequence space. It is not safe for concurrent
-// use; the Bus guards it.
-type history[T any] struct {
-	seq    uint64        // Seq of the newest event
-	last   time.Time     // Time of the newest event
-	max    int           // events kept per topic; 0 keeps none
-	ttl    time.Duration // 0: no age limit
-	topics map[string]*topicLog[T]
-	held   int // events retained over all topics
-
-	// lost records the newest loss of topics that were forgotten (all their
-	// events expired) and, with max == 0, of every event. It counts against
-	// every replay, whatever its pattern: that is the conservative case the
-	// package doc names.
-	lost loss
-}
-
-// loss is the newest event that is no longer retained: its Seq and Time.
-type loss struct {
-	seq  uint64
-	time time.Time
-}
-
-func (l *loss) record(seq uint64, t time.Time) {
-	if seq > l.seq {
-		l.seq, l.time = seq, t
-	}
-}
-
-// topicLog is one topic's retained events, oldest first, and its newest loss.
-type topicLog[T any] struct {
-	ring      ring[T]
-	lost      loss
-	forgotten bool // dropped from the map: a route holding it must look again
-}
-
-func newHistory[T any](max int, ttl time.Duration) *history[T] {
-	return &history[T]{max: max, ttl: ttl, topics: make(map[string]*topicLog[T])}
-}
-
-// record numbers a new event, stamps it with now (never earlier than the
-// event before it, which Since and the TTL rely on), retains it and returns
-// it. t is the topic's log as record returned it last time, or nil; the new
-// one is returned for next time.
-func (h *history[T]) record(t *topicLog[T], topic string, data T, now time.Time) (Event[T], *topicLog[T]) {
-	if now.Before(h.last) {
-		now = h.last
-	}
-	h.seq++
-	h.last = now
-	ev := Event[T]{Seq: h.seq, Topic: topic, Time: now, Data: data}
-	return ev, h.append(t, ev)
-}
-
-// append retains ev in its topic's log, evicting the oldest event when it
-// is full, and returns the log to pass next time (nil when nothing is
-// retained).
-func (h *history[T]) append(t *topicLog[T], ev Event[T]) *topicLog[T] {
-	if h.max == 0 {
-		h.lost.record(ev.Seq, ev.Time)
-		return nil
-	}
-	if t == nil || t.forgotten {
-		if t = h.topics[ev.Topic]; t == nil {
-			t = &topicLog[T]{}
-			h.topics[ev.Topic] = t
-		}
-	}
-	if old, evicted := t.ring.push(ev, h.max); evicted {
-		t.lost.record(old.Seq, old.Time)
-		return t
-	}
-	h.held++
-	return t
-}
-
-// expire drops the events older than the TTL and forgets topics left empty.
-// It returns when the oldest event still retained expires (zero if none).
-func (h *history[T]) expire(now time.Time) time.Time {
-	var next time.Time
-	for name, t := range h.topics {
-		h.expireTopic(name, t, now)
-		if t.ring.n > 0 {
-			if at := t.ring.at(0).Time.Add(h.ttl); next.IsZero() || at.Before(next) {
-				next = at
-			}
-		}
-	}
-	return next
-}
-
-func (h *history[T]) expireTopic(name string, t *topicLog[T], now time.Time) {
-	if h.ttl <= 0 {
-		return
-	}
-	for t.ring.n > 0 && now.Sub(t.ring.at(0).Time) >= h.ttl {
-		old := t.ring.pop()
-		t.lost.record(old.Seq, old.Time)
-		h.held--
-	}
-	if t.ring.n == 0 {
-		h.lost.record(t.lost.seq, t.lost.time)
-		t.forgotten = true
-		delete(h.topics, name)
-	}
-}
-
 // A span is the part of one topic's ring that a replay takes: the events at
 // positions next..end-1, oldest first.
 type span[T any] struct {
@@ -124,76 +12,185 @@ type span[T any] struct {
 	next, end int
 }
 
-// replayPlan is what a replay option selects: spans over the rings, how
-// many events to emit, how many of the oldest to skip first (Last over
-// several topics), and the newest loss among the matching topics.
+// replayPlan is what a replay option selects: spans over the rings (their
+// events are the replay, merged in Seq order), how many events that is, and
+// the newest loss that counts against it. It copies nothing; emit copies
+// straight to where the events go.
 type replayPlan[T any] struct {
 	from  replayFrom
 	spans []span[T]
 	count int
-	skip  int
 	lost  loss
+	more  bool // Page: older matching events are retained
 }
 
-// plan selects the retained events matching pattern that from asks for. It
-// copies nothing; emit copies straight to where the events go.
+// matching returns the retained topics that match pattern: one lookup for
+// a literal pattern, a walk of the index (O(matching topics)) otherwise.
+func (h *history[T]) matching(pattern string, out []*topicLog[T]) []*topicLog[T] {
+	if isLiteral(pattern) {
+		if t := h.topics[pattern]; t != nil {
+			out = append(out, t)
+		}
+		return out
+	}
+	h.index.match(pattern, func(t *topicLog[T]) { out = append(out, t) })
+	return out
+}
+
+// plan selects the retained events matching pattern that from asks for.
 func (h *history[T]) plan(pattern string, from replayFrom, now time.Time) replayPlan[T] {
 	p := replayPlan[T]{from: from}
 	if from.kind == replayNone {
 		return p
 	}
-	total := 0
-	h.eachMatch(pattern, now, func(t *topicLog[T]) {
-		p.lost.record(t.lost.seq, t.lost.time)
-		if sp := t.ring.spanFrom(from); sp.end > sp.next {
-			p.spans = append(p.spans, sp)
-			total += sp.end - sp.next
+	h.expire(now)
+	topics := h.matching(pattern, nil)
+	for _, t := range topics {
+		if from.kind != replayLatest { // Latest asks only for newest events, always retained
+			p.lost.record(t.lost.seq, t.lost.time)
 		}
-	})
-	p.lost.record(h.lost.seq, h.lost.time) // after eachMatch: it may forget topics
-	p.count = total
-	if from.kind == replayLast && total > from.last {
-		p.count, p.skip = from.last, total-from.last
+		if sp := spanFor(&t.ring, from); sp.end > sp.next {
+			p.spans = append(p.spans, sp)
+		}
+	}
+	p.lost.record(h.lost.seq, h.lost.time)
+	p.lost.record(h.loadLost.seq, h.loadLost.time)
+	if (from.kind == replayLast || from.kind == replayBefore) && len(p.spans) > 1 {
+		trimToNewest(p.spans, from.last)
+	}
+	for _, sp := range p.spans {
+		p.more = p.more || (from.kind == replayBefore && sp.next > 0)
+	}
+	p.spans = dropEmpty(p.spans)
+	for _, sp := range p.spans {
+		p.count += sp.end - sp.next
 	}
 	return p
 }
 
-// emit hands the planned events to fn in increasing Seq, merging the spans
-// of several topics, and returns whether the replay is complete.
-func (p *replayPlan[T]) emit(fn func(*Event[T])) (recovered bool) {
-	var first uint64
-	skip := p.skip
-	give := func(ev *Event[T]) {
-		if skip > 0 {
-			skip--
-			return
+// spanFor returns the span of r that from selects. For Last it takes up to
+// the newest n of this topic; trimToNewest cuts across topics.
+func spanFor[T any](r *ring[T], from replayFrom) span[T] {
+	first := 0
+	switch from.kind {
+	case replayAfter:
+		first = r.firstAfter(from.after)
+	case replaySince:
+		first = sort.Search(r.n, func(i int) bool { return !r.at(i).Time.Before(from.since) })
+	case replayLast:
+		first = max(r.n-from.last, 0)
+	case replayLatest:
+		first = max(r.n-1, 0)
+	case replayBefore:
+		end := r.firstFrom(from.before)
+		return span[T]{r: r, next: max(end-from.last, 0), end: end}
+	}
+	return span[T]{r: r, next: first, end: r.n}
+}
+
+// trimToNewest cuts spans so that together they hold only the n newest of
+// their events: it finds the Seq of the n-th newest by walking the spans
+// backwards through a max-heap (O(spans + n log spans)), then starts each
+// span at that Seq.
+func trimToNewest[T any](spans []span[T], n int) {
+	total := 0
+	for _, sp := range spans {
+		total += sp.end - sp.next
+	}
+	if total <= n || n <= 0 {
+		if n <= 0 {
+			for i := range spans {
+				spans[i].next = spans[i].end
+			}
 		}
-		if first == 0 {
+		return
+	}
+	cut := nthNewest(spans, n)
+	for i := range spans {
+		sp := &spans[i]
+		sp.next = max(sp.next, sp.r.firstFrom(cut))
+	}
+}
+
+// nthNewest returns the Seq of the n-th newest event of the spans (there
+// are at least n).
+func nthNewest[T any](spans []span[T], n int) uint64 {
+	h := make(backHeap[T], 0, len(spans))
+	for _, sp := range spans {
+		if sp.end > sp.next {
+			h = append(h, backCursor[T]{r: sp.r, pos: sp.end - 1, stop: sp.next})
+		}
+	}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	var seq uint64
+	for range n {
+		c := &h[0]
+		seq = c.r.at(c.pos).Seq
+		if c.pos--; c.pos < c.stop {
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		}
+		if len(h) > 0 {
+			h.down(0)
+		}
+	}
+	return seq
+}
+
+func dropEmpty[T any](spans []span[T]) []span[T] {
+	kept := spans[:0]
+	for _, sp := range spans {
+		if sp.end > sp.next {
+			kept = append(kept, sp)
+		}
+	}
+	return kept
+}
+
+// emit hands the planned events to fn in increasing Seq, at most limit of
+// them (limit <= 0: all), merging the spans of several topics, and returns
+// the Seq of the oldest one emitted (0 if none).
+func (p *replayPlan[T]) emit(limit int, fn func(*Event[T])) (first uint64) {
+	if limit <= 0 || limit > p.count {
+		limit = p.count
+	}
+	if limit == 0 {
+		return 0
+	}
+	n := 0
+	give := func(ev *Event[T]) bool {
+		if n == 0 {
 			first = ev.Seq
 		}
 		fn(ev)
+		n++
+		return n < limit
 	}
 	if len(p.spans) == 1 {
 		sp := p.spans[0]
-		for i := sp.next; i < sp.end; i++ {
-			give(sp.r.at(i))
+		for i := sp.next; i < sp.end && give(sp.r.at(i)); i++ {
 		}
-	} else {
-		mergeSpans(p.spans, give)
+		return first
 	}
-	return p.recovered(first)
+	mergeSpans(p.spans, give)
+	return first
 }
 
-// mergeSpans gives the events of several spans in increasing Seq: a k-way
-// merge over a min-heap of the spans by their next event's Seq, so a replay
-// over many topics costs O(events * log topics) and no extra copy.
-func mergeSpans[T any](spans []span[T], give func(*Event[T])) {
+// mergeSpans gives the events of several spans in increasing Seq until
+// give returns false: a k-way merge over a min-heap of the spans by their
+// next event's Seq, so a replay over many topics costs O(events * log
+// topics) and no extra copy. It consumes the spans.
+func mergeSpans[T any](spans []span[T], give func(*Event[T]) bool) {
 	h := spanHeap[T](spans)
 	for i := len(h)/2 - 1; i >= 0; i-- {
 		h.down(i)
 	}
 	for len(h) > 0 {
-		give(h[0].r.at(h[0].next))
+		if !give(h[0].r.at(h[0].next)) {
+			return
+		}
 		if h[0].next++; h[0].next == h[0].end {
 			h[0] = h[len(h)-1]
 			h = h[:len(h)-1]
@@ -223,8 +220,35 @@ func (h spanHeap[T]) down(i int) {
 	}
 }
 
+// backHeap is a max-heap of cursors walking rings from their newest event
+// backwards, by the Seq under the cursor.
+type backHeap[T any] []backCursor[T]
+
+type backCursor[T any] struct {
+	r         *ring[T]
+	pos, stop int
+}
+
+func (h backHeap[T]) head(i int) uint64 { return h[i].r.at(h[i].pos).Seq }
+
+func (h backHeap[T]) down(i int) {
+	for {
+		most := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) && h.head(c) > h.head(most) {
+				most = c
+			}
+		}
+		if most == i {
+			return
+		}
+		h[i], h[most] = h[most], h[i]
+		i = most
+	}
+}
+
 // recovered applies the strict check: false if any lost event is one that
-// the option asked for. first is the Seq of the oldest event emitted.
+// the option asked for. first is the Seq of the oldest event replayed.
 func (p *replayPlan[T]) recovered(first uint64) bool {
 	lost, from := p.lost, p.from
 	if lost.seq == 0 {
@@ -242,112 +266,35 @@ func (p *replayPlan[T]) recovered(first uint64) bool {
 		// Last(n) asks for the n newest matching events ever published: a
 		// loss newer than the oldest of them, or any loss at all when fewer
 		// than n are retained, is one of them.
-		return p.count == from.last && lost.seq < first
+		return p.count >= from.last && lost.seq < first
+	case replayLatest:
+		// A retained topic's newest event is always retained; a forgotten
+		// topic's is not, and which topics were forgotten is not known.
+		return false
 	}
 	return true
 }
 
-// events returns the planned events in a new slice, and recovered.
-func (p *replayPlan[T]) events() ([]Event[T], bool) {
-	out := make([]Event[T], 0, p.count)
-	rec := p.emit(func(ev *Event[T]) { out = append(out, *ev) })
-	if len(out) == 0 {
-		out = nil
+// missing returns the range (after, before) outside which nothing the
+// option asked for is lost, for a replay that is not recovered.
+func (p *replayPlan[T]) missing() (after, before uint64) {
+	if p.from.kind == replayAfter {
+		after = p.from.after
 	}
-	return out, rec
+	return after, p.lost.seq + 1
 }
 
-// eachMatch calls fn for every topic with retained events that matches
-// pattern, after expiring its old events.
-func (h *history[T]) eachMatch(pattern string, now time.Time, fn func(*topicLog[T])) {
-	visit := func(name string, t *topicLog[T]) {
-		h.expireTopic(name, t, now)
-		if t.ring.n > 0 {
-			fn(t)
-		}
+// events returns the planned events in a new slice (at most limit, <= 0:
+// all), and the Seq of the oldest.
+func (p *replayPlan[T]) events(limit int) ([]Event[T], uint64) {
+	n := p.count
+	if limit > 0 && limit < n {
+		n = limit
 	}
-	if isLiteral(pattern) {
-		if t := h.topics[pattern]; t != nil {
-			visit(pattern, t)
-		}
-		return
+	if n == 0 {
+		return nil, 0
 	}
-	for name, t := range h.topics {
-		if matchSubject(pattern, name) {
-			visit(name, t)
-		}
-	}
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// ring is a FIFO of events that grows up to a cap and then overwrites its
-// oldest event, so that a topic with few events costs little memory and a
-// full one allocates nothing more.
-type ring[T any] struct {
-	buf  []Event[T]
-	head int // index of the oldest event
-	n    int
-}
-
-// push appends ev; at capacity events it evicts and returns the oldest one.
-func (r *ring[T]) push(ev Event[T], capacity int) (old Event[T], evicted bool) {
-	if r.n == len(r.buf) && r.n < capacity {
-		r.grow(capacity)
-	}
-	if r.n == len(r.buf) {
-		old = r.buf[r.head]
-		r.buf[r.head] = ev
-		r.head = (r.head + 1) % len(r.buf)
-		return old, true
-	}
-	r.buf[(r.head+r.n)%len(r.buf)] = ev
-	r.n++
-	return old, false
-}
-
-func (r *ring[T]) grow(capacity int) {
-	size := min(max(2*len(r.buf), 8), capacity)
-	buf := make([]Event[T], size)
-	for i := range r.n {
-		buf[i] = *r.at(i)
-	}
-	r.buf, r.head = buf, 0
-}
-
-// pop removes and returns the oldest event.
-func (r *ring[T]) pop() Event[T] {
-	ev := r.buf[r.head]
-	r.buf[r.head] = Event[T]{} // let the data be collected
-	r.head = (r.head + 1) % len(r.buf)
-	r.n--
-	return ev
-}
-
-// at returns the i-th oldest event.
-func (r *ring[T]) at(i int) *Event[T] {
-	return &r.buf[(r.head+i)%len(r.buf)]
-}
-
-// spanFrom returns the span of events that from selects, oldest first. For
-// Last it takes up to the newest n; the plan trims across topics.
-func (r *ring[T]) spanFrom(from replayFrom) span[T] {
-	first := 0
-	switch from.kind {
-	case replayAfter:
-		first = sort.Search(r.n, func(i int) bool { return r.at(i).Seq > from.after })
-	case replaySince:
-		first = sort.Search(r.n, func(i int) bool { return !r.at(i).Time.Before(from.since) })
-	case replayLast:
-		first = max(r.n-from.last, 0)
-	}
-	return span[T]{r: r, next: first, end: r.n}
+	out := make([]Event[T], 0, n)
+	first := p.emit(limit, func(ev *Event[T]) { out = append(out, *ev) })
+	return out, first
 }

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -222,7 +223,7 @@ func TestReplayToLiveUnderLoad(t *testing.T) {
 	}
 	b.Close()
 	subs.Wait()
-	slices.SortFunc(published, func(a, b Event[int]) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(published, func(a, b Event[int]) int { return cmp.Compare(a.Seq, b.Seq) })
 	for j, jn := range results {
 		if !jn.s.Recovered() {
 			t.Errorf("joiner %d: not recovered with ample history", j)

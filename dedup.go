@@ -1,0 +1,105 @@
+package bus
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// dedup remembers the outcome of recent PublishID calls by their id, so
+// that a retry is published once and answered with the same seq. It holds at most size ids, each for at most
+// age; a duplicate that arrives while the first attempt is still running
+// waits for it. A failed attempt is forgotten so that a retry tries again.
+type dedup struct {
+	size int
+	age  time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	byID  map[string]*dedupEntry
+	order []*dedupEntry // oldest first, from head
+	head  int
+}
+
+type dedupEntry struct {
+	id, topic string
+	at        time.Time
+	done      chan struct{} // closed once seq and err are set
+	seq       uint64
+	err       error
+}
+
+func newDedup(size int, age time.Duration) *dedup {
+	return &dedup{size: size, age: age, now: time.Now, byID: make(map[string]*dedupEntry)}
+}
+
+// do runs publish once per id within the window. It returns the seq, whether
+// the answer came from an earlier attempt, and the error. Waiting for a
+// concurrent first attempt ends with ctx.
+func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64, error)) (uint64, bool, error) {
+	d.mu.Lock()
+	now := d.now()
+	d.evictLocked(now, 0)
+	if e := d.byID[id]; e != nil {
+		d.mu.Unlock()
+		if e.topic != topic {
+			return 0, true, ErrIDReused
+		}
+		select {
+		case <-e.done:
+			return e.seq, true, e.err
+		case <-ctx.Done():
+			return 0, true, ctx.Err()
+		}
+	}
+	d.evictLocked(now, 1)
+	e := &dedupEntry{id: id, topic: topic, at: now, done: make(chan struct{})}
+	d.byID[id] = e
+	d.order = append(d.order, e)
+	d.mu.Unlock()
+
+	seq, err := publish()
+
+	d.mu.Lock()
+	e.seq, e.err = seq, err
+	if err != nil && d.byID[id] == e {
+		delete(d.byID, id)
+	}
+	d.mu.Unlock()
+	close(e.done)
+	return seq, false, err
+}
+
+// evictLocked forgets ids older than age, and the oldest ones until room
+// more fit within size.
+func (d *dedup) evictLocked(now time.Time, room int) {
+	for d.head < len(d.order) {
+		e := d.order[d.head]
+		if d.len()+room <= d.size && now.Sub(e.at) < d.age {
+			break
+		}
+		if d.byID[e.id] == e {
+			delete(d.byID, e.id)
+		}
+		d.order[d.head] = nil
+		d.head++
+	}
+	if d.head > 0 && d.head >= len(d.order)/2 {
+		n := copy(d.order, d.order[d.head:])
+		clear(d.order[n:])
+		d.order = d.order[:n]
+		d.head = 0
+	}
+}
+
+// len is the number of ids in the order queue (failed ones included until
+// they reach its head).
+func (d *dedup) len() int { return len(d.order) - d.head }
+
+// remembered returns how many ids the window holds.
+func (d *dedup) remembered() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.evictLocked(d.now(), 0)
+	return len(d.byID)
+}
