@@ -225,6 +225,21 @@ export interface StateDetail {
 export type State = "connecting" | "open" | "closed";
 
 /**
+ * Where a subscription is in its life ({@link Subscription.state}):
+ * - "waiting": on no connection (before the first hello, and after a drop
+ *   until it is resent);
+ * - "subscribing": its request is out on the open connection; events that
+ *   arrive before the answer wait, and are handed over after it;
+ * - "live": acknowledged on the open connection; events go to the handler;
+ * - "ended": unsubscribed, refused or ended by the server, or the client was
+ *   closed. Final: the handler is never called again.
+ *
+ * waiting -> subscribing -> live, back to waiting on each drop, and ended
+ * from any of them.
+ */
+export type SubscriptionState = "waiting" | "subscribing" | "live" | "ended";
+
+/**
  * The error of every rejection and "error" event. `code` is the server's
  * (bad_frame, unknown_op, invalid_topic, invalid_pattern, forbidden,
  * rate_limited, too_large, too_many_subscriptions, duplicate_subscription,
@@ -254,6 +269,8 @@ export declare class Subscription {
    * with the server's code (e.g. forbidden), or `unsubscribed` / `closed`.
    */
   readonly ready: Promise<{ recovered: boolean }>;
+  /** Where the subscription is in its life; "ended" is final. */
+  readonly state: SubscriptionState;
   /** Seq of the last event handed to the handler (0 before any). */
   readonly lastSeq: number;
   /** The resume position (null before the first acknowledgement). */

@@ -236,3 +236,43 @@ test("a throwing state or gap listener is reported as an error and others still 
   assert.deepEqual(seen, ["open"]);
   assert.equal(log.errors.at(-1).code, "handler");
 });
+
+test("close() from a listener while a failure is reported leaves no timer and dials nothing more", () => {
+  const cases = {
+    // the retry's constructor throws: "error" connect_failed
+    connect_failed: { listen: "error", fail: (ws, clock) => (ws().serverClose(1006), clock.advance(clock.delays()[0])) },
+    abuse: { listen: "error", fail: (ws) => (ws().hello(), ws().serverClose(4001, "abuse")) },
+    drop: { listen: "state", fail: (ws) => (ws().hello(), ws().serverClose(1006)) },
+  };
+  for (const [name, c] of Object.entries(cases)) {
+    let calls = 0;
+    class SecondThrows extends FakeWebSocket {
+      constructor(url) {
+        if (++calls === 2) throw new Error("boom");
+        super(url);
+      }
+    }
+    const { client, clock, ws, sockets, log } = setup({ WebSocket: name === "connect_failed" ? SecondThrows : FakeWebSocket });
+    client.on(c.listen, (s) => {
+      if (c.listen === "error" || s === "connecting") client.close();
+    });
+    c.fail(ws, clock);
+    if (name !== "drop") assert.equal(log.errors.at(-1).code, name, name);
+    assert.equal(client.state, "closed", name);
+    assert.deepEqual(clock.delays(), [], `${name}: no timer left`);
+    const n = sockets.length;
+    clock.advance(10 * 60 * 1000);
+    assert.equal(sockets.length, n, `${name}: nothing dialed after close`);
+  }
+});
+
+test("a ping that cannot be sent leaves no keepalive timer running while waiting", () => {
+  const { clock, ws, sockets } = setup({ pingInterval: 1000, pingTimeout: 500, random: () => 1, initialDelay: 60000, maxDelay: 60000 });
+  ws().hello();
+  ws().send = () => {
+    throw new Error("socket is gone");
+  };
+  clock.advance(1000); // the ping's send fails: the socket is abandoned
+  assert.ok(sockets[0].closed);
+  assert.deepEqual(clock.delays(), [60000], "only the retry timer: no ping or pong re-armed on the dead socket");
+});

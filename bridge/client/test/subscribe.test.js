@@ -225,6 +225,72 @@ test("a refused subscription rejects ready with the server's code and reports an
   assert.equal(log.errors.at(-1).code, "forbidden");
 });
 
+test("a live subscription the server ends (error naming its sub, no id) emits error; no more events; the connection stays", async () => {
+  const { client, ws, log } = setup();
+  const seen = [];
+  const sub = client.subscribe("room.>", (ev) => seen.push(ev.seq));
+  const other = client.subscribe("other.>", (ev) => seen.push(-ev.seq));
+  ws().hello();
+  ws().ack(sub.id);
+  ws().ack(other.id);
+  assert.deepEqual(await sub.ready, { recovered: true });
+  ws().events([[sub.id], 1, 0]);
+  ws().serverSend({ op: "error", sub: sub.id, code: "forbidden", message: "subscribe to \"room.>\" denied" });
+  assert.deepEqual(log.errors.map((e) => [e.code, e.pattern]), [["forbidden", "room.>"]]);
+  assert.equal(sub.state, "ended");
+  ws().events([[sub.id, other.id], 2, 0]);
+  assert.deepEqual(seen, [1, -2]);
+  assert.equal(client.state, "open");
+  assert.equal(ws().closed, null);
+});
+
+test("the answer to the sub frame of a subscription unsubscribed meanwhile is ignored, refusal or not", async () => {
+  for (const answer of ["error", "subscribed"]) {
+    const { client, ws, log } = setup();
+    const seen = [];
+    const sub = client.subscribe("t.>", (ev) => seen.push(ev.seq));
+    ws().hello();
+    const req = ws().frames("sub")[0];
+    sub.unsubscribe();
+    await assert.rejects(sub.ready, { code: "unsubscribed" });
+    const unsub = ws().frames("unsub")[0];
+    assert.equal(unsub.sub, sub.id, "unsub sent: the server may have the subscription");
+    if (answer === "error") {
+      ws().serverSend({ op: "error", id: req.id, sub: sub.id, code: "forbidden", message: "no" });
+      ws().serverSend({ op: "error", id: unsub.id, sub: sub.id, code: "unknown_subscription", message: "no" });
+    } else {
+      ws().serverSend({ op: "subscribed", id: req.id, sub: sub.id, epoch: "e", recovered: true, from: 0 });
+      ws().events([[sub.id], 1, 0]);
+      ws().serverSend({ op: "unsubscribed", id: unsub.id, sub: sub.id });
+    }
+    assert.deepEqual(log.errors, [], answer);
+    assert.deepEqual(seen, []);
+    assert.equal(sub.state, "ended");
+  }
+});
+
+test("a socket that fails while resubscribing leaves every subscription to be resent on the next connection", () => {
+  const { client, clock, ws, sockets } = setup();
+  const a = client.subscribe("a.>", () => {});
+  const b = client.subscribe("b.>", () => {});
+  ws().hello();
+  ws().ack(a.id, { from: 3 });
+  ws().ack(b.id, { from: 3 });
+  ws().serverClose(1006);
+  clock.advance(clock.delays()[0]);
+  const broken = ws();
+  broken.send = () => {
+    throw new Error("socket is gone");
+  };
+  broken.hello();
+  assert.ok(broken.closed, "the failed socket is abandoned");
+  assert.deepEqual([a.state, b.state], ["waiting", "waiting"]);
+  clock.advance(clock.delays()[0]);
+  assert.equal(sockets.length, 3);
+  ws().hello();
+  assert.deepEqual(ws().frames("sub").map((f) => [f.sub, f.after.seq]), [[a.id, 3], [b.id, 3]]);
+});
+
 test("a throwing handler is reported as an error and later events still flow", () => {
   const { client, ws, log } = setup();
   const seen = [];
