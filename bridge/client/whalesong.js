@@ -5,7 +5,8 @@
 // sessionStorage only when the `storage` option asks for it.
 //
 // What it promises (see whalesong.d.ts for every option and its default):
-//   - connect() returns at once; the client connects, and reconnects after any drop with
+//   - connect() returns at once (it throws only on a bad URL or without any
+//     WebSocket); the client connects, and reconnects after any drop with
 //     exponential backoff and full jitter, never in a tight loop;
 //   - every subscription keeps a resume position (epoch, seq) and is
 //     resubscribed after each reconnect from that position, so its handler
@@ -111,10 +112,27 @@ export function uuidv4(c = globalThis.crypto) {
  * @param {string} url the WebSocket URL of the bridge: "ws://host/ws" or "wss://host/ws"
  * @param {object} [options] ConnectOptions: every one and its default is in whalesong.d.ts
  * @returns {Client}
- * @throws {TypeError} when no WebSocket constructor exists
+ * @throws {TypeError} when url is not an absolute ws: or wss: URL, or no WebSocket constructor exists
  */
 export function connect(url, options = {}) {
   return new Client(url, options);
+}
+
+// checkURL throws unless url is an absolute ws: or wss: URL. A relative or
+// http(s) URL would fail every attempt the same way, forever, so it is a
+// programming error to report at once. The message names only the scheme:
+// the rest of a URL may carry credentials.
+function checkURL(url) {
+  let u = null;
+  try {
+    u = new URL(String(url));
+  } catch {
+    // not absolute, or not a URL at all
+  }
+  if (!u) throw new TypeError('whalesong: url must be an absolute "ws:" or "wss:" URL (got a relative or malformed one)');
+  if (u.protocol === "ws:" || u.protocol === "wss:") return;
+  const hint = { "http:": ' (use "ws:")', "https:": ' (use "wss:")' }[u.protocol] || "";
+  throw new TypeError(`whalesong: url must be a "ws:" or "wss:" URL, not ${JSON.stringify(u.protocol.slice(0, 32))}${hint}`);
 }
 
 // Timers runs named one-shot timers on the injected timer functions; starting
@@ -328,8 +346,8 @@ export class Subscription {
    * @internal any -> ended, with err (its pattern set) as the reason. cause
    * "unsubscribed" (the user), "closed" (the client), "refused" (the server
    * refused the sub frame or ended the subscription). `ready`, when still
-   * pending, rejects with err; a refusal is also reported as an "error"
-   * event. The client sends an unsub frame
+   * pending, rejects with err and that is the whole report; otherwise a
+   * refusal is reported as an "error" event. The client sends an unsub frame
    * when `unsub` (the server has or may get the subscription). Null when
    * already ended (nothing to do).
    * @param {"unsubscribed"|"closed"|"refused"} cause
@@ -343,10 +361,11 @@ export class Subscription {
     this.#reqId = null;
     this.#buffer = [];
     Object.assign(err, { pattern: this.pattern });
+    const readyPending = this.#settleReady !== null;
     this.#settle(err);
     return {
       unsub: cause === "unsubscribed" && onConnection,
-      error: cause === "refused" ? err : null,
+      error: cause === "refused" && !readyPending ? err : null,
     };
   }
 
@@ -545,7 +564,8 @@ export class Client {
    * @param {object} options ConnectOptions (whalesong.d.ts)
    */
   constructor(url, options = {}) {
-    this.#url = url;
+    checkURL(url);
+    this.#url = String(url);
     this.#o = { ...DEFAULTS };
     for (const [k, v] of Object.entries(options)) if (v !== undefined) this.#o[k] = v;
     this.#WS = options.WebSocket || globalThis.WebSocket;
@@ -688,11 +708,17 @@ export class Client {
     ws.onclose = (ev) => {
       if (this.#ws === ws) this.#onDrop(ev.code, ev.reason || "");
     };
-    ws.onerror = () => {}; // a close event always follows
+    // A close event follows every error, except in Node 20 on a refused
+    // handshake (a non-101 answer, a refused port), where none ever comes: an
+    // attempt that has not said hello ends at its error, and the close that
+    // may follow finds the socket detached.
+    ws.onerror = () => {
+      if (this.#ws === ws && this.#phase === "dialing") this.#abandon(ws, "connection failed");
+    };
     this.#timers.start("connect", this.#o.connectTimeout, () => this.#abandon(ws, "connect timeout"));
   }
 
-  // #abandon gives up on a socket that stopped answering without
+  // #abandon gives up on a socket that failed or stopped answering without
   // waiting for its closing handshake (which a dead network never completes).
   #abandon(ws, reason) {
     if (this.#ws !== ws) return;
@@ -856,7 +882,9 @@ export class Client {
     else this.#emitError(err);
   }
 
-  // #endSub ends a subscription the server refused or ended.
+  // #endSub ends a subscription the server refused or ended; the
+  // subscription says whether that is reported as an "error" (ready has
+  // settled) or by rejecting ready alone.
   #endSub(sub, err) {
     const r = sub._ended("refused", err);
     if (!r) return;

@@ -161,6 +161,36 @@ test("no hello within connectTimeout abandons the socket and retries", () => {
   assert.equal(sockets[1].onmessage !== null, true);
 });
 
+test("an error before hello ends the attempt at once, exactly once, whether a close follows or not", () => {
+  for (const closeAfter of [false, true]) {
+    const { clock, sockets, log } = setup({ random: () => 1, connectTimeout: 60000 });
+    sockets[0].serverError(); // Node 20: a refused handshake fires error and never close
+    assert.ok(sockets[0].closed, "the failed socket is closed and detached");
+    assert.deepEqual(log.states, [{ s: "connecting", code: 1006, reason: "connection failed", retryIn: 500 }]);
+    assert.deepEqual(clock.delays(), [500], "the retry, and no connect timeout left");
+    if (closeAfter) sockets[0].serverClose(1006); // a browser: close follows error
+    sockets[0].serverError();
+    assert.equal(log.states.length, 1, "one drop per attempt");
+    clock.advance(500);
+    assert.equal(sockets.length, 2, "the next attempt comes after the backoff, not the connect timeout");
+    sockets[1].serverError();
+    assert.deepEqual(clock.delays(), [1000], "the backoff grows as for any failed attempt");
+    assert.equal(log.states.length, 2);
+  }
+});
+
+test("an error on an open connection waits for its close event", () => {
+  const { client, clock, ws, sockets, log } = setup();
+  ws().hello();
+  ws().serverError();
+  assert.equal(client.state, "open");
+  assert.equal(ws().closed, null);
+  ws().serverClose(1006);
+  assert.equal(log.states.at(-1).s, "connecting");
+  clock.advance(clock.delays()[0]);
+  assert.equal(sockets.length, 2);
+});
+
 test("keepalive: a ping every pingInterval, no answer within pingTimeout drops the connection", () => {
   const { clock, ws, sockets } = setup({ pingInterval: 1000, pingTimeout: 500 });
   ws().hello();

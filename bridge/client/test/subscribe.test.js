@@ -215,14 +215,28 @@ test("unsubscribe before the ack rejects ready with code unsubscribed", async ()
   assert.equal(ws().frames("sub").length, 0);
 });
 
-test("a refused subscription rejects ready with the server's code and reports an error", async () => {
+test("a refused first subscription rejects ready with the server's code, and that is the only report", async () => {
   const { client, ws, log } = setup();
   const sub = client.subscribe("secret.>", () => {});
   ws().hello();
   const req = ws().frames("sub")[0];
   ws().serverSend({ op: "error", id: req.id, sub: req.sub, code: "forbidden", message: "no" });
   await assert.rejects(sub.ready, (e) => e.code === "forbidden" && e.pattern === "secret.>" && e.message === "no");
-  assert.equal(log.errors.at(-1).code, "forbidden");
+  assert.deepEqual(log.errors, [], "no error event besides the rejection");
+  assert.equal(sub.state, "ended");
+});
+
+test("a refusal while ready is still pending (a resubscribe before any ack) rejects ready only", async () => {
+  const { client, clock, ws, log } = setup();
+  const sub = client.subscribe("t.>", () => {});
+  ws().hello();
+  ws().serverClose(1006); // dropped before the server answered
+  clock.advance(clock.delays()[0]);
+  ws().hello();
+  const req = ws().frames("sub")[0];
+  ws().serverSend({ op: "error", id: req.id, sub: req.sub, code: "too_many_subscriptions", message: "at most 128" });
+  await assert.rejects(sub.ready, { code: "too_many_subscriptions", pattern: "t.>" });
+  assert.deepEqual(log.errors, []);
 });
 
 test("a live subscription the server ends (error naming its sub, no id) emits error; no more events; the connection stays", async () => {
