@@ -97,6 +97,8 @@ type jsStep struct {
 	Ms        int       `json:"ms"`
 	Epoch     string    `json:"epoch"`
 	State     string    `json:"state"`
+	Path      string    `json:"path"`
+	Code      int       `json:"code"`
 }
 
 // TestClientJSResume runs the served client against a real bridge: the
@@ -332,5 +334,87 @@ func TestClientJSRateLimit(t *testing.T) {
 	}
 	if slices.Contains(st.States, "connecting") || len(st.Errors) != 0 {
 		t.Errorf("states %v, errors %v: want one connection throughout, no error", st.States, st.Errors)
+	}
+}
+
+// statusWriter records the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// TestClientJSRefusedHandshake runs the served client in node against
+// handshakes a real bridge refuses: 401 (WithAuthenticate), 403 (a foreign
+// Origin) and 404 (nothing at the path). Node 20 fires error and never close
+// on them; the client must end each attempt when the refusal comes, not at
+// its connect timeout (a minute here), and report the drop once.
+func TestClientJSRefusedHandshake(t *testing.T) {
+	node, flags := findNode(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	b := bus.New[json.RawMessage]()
+	defer b.Close()
+	brAuth := bridge.New(b, bridge.WithAuthenticate(func(*http.Request) (any, error) { return nil, errors.New("no credentials") }))
+	defer brAuth.Close()
+	brOrigin := bridge.New(b, bridge.WithAllowedOrigins("https://app.example.com"))
+	defer brOrigin.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/whalesong.js", bridge.ClientJS())
+	mux.Handle("/auth", brAuth)
+	mux.Handle("/origin", brOrigin)
+	var mu sync.Mutex
+	statuses := map[string][]int{} // path -> statuses answered, guarded by mu
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		mux.ServeHTTP(sw, r)
+		mu.Lock()
+		defer mu.Unlock()
+		statuses[r.URL.Path] = append(statuses[r.URL.Path], sw.status)
+	}))
+	defer srv.Close()
+
+	module := fetchClientJS(t, srv.URL+"/whalesong.js")
+	script, err := filepath.Abs(filepath.Join("client", "test", "refused_it.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"WHALESONG_WS_BASE=ws" + strings.TrimPrefix(srv.URL, "http"),
+		"WHALESONG_CLIENT_URL=" + (&url.URL{Scheme: "file", Path: filepath.ToSlash(module)}).String(),
+	}
+	js := startScript(t, ctx, node, append(slices.Clone(flags), script), env)
+	want := map[string]int{"/auth": http.StatusUnauthorized, "/origin": http.StatusForbidden, "/missing": http.StatusNotFound}
+	for _, path := range []string{"/auth", "/origin", "/missing"} {
+		st := js.step("refused")
+		if st.Path != path || st.Code != 1006 || !slices.Equal(st.States, []string{"connecting"}) {
+			t.Errorf("%s: got path %q, close code %d, states %v; want %s, 1006, one connecting with a retry", path, st.Path, st.Code, st.States, path)
+		}
+		if st.Ms > 5000 {
+			t.Errorf("%s: the refused attempt ended after %d ms; want it to end at the refusal, not at the 60 s connect timeout", path, st.Ms)
+		}
+		t.Logf("%s: refused attempt ended after %d ms", path, st.Ms)
+	}
+	srv.Close() // waits for the handlers: statuses is complete
+	mu.Lock()
+	defer mu.Unlock()
+	for path, code := range want {
+		if got := statuses[path]; !slices.Equal(got, []int{code}) {
+			t.Errorf("%s answered %v; want one attempt answered %d", path, got, code)
+		}
 	}
 }

@@ -91,7 +91,10 @@ export interface ConnectOptions {
   abuseDelay?: number;
   /**
    * A socket that has not delivered the server's hello this long after
-   * dialing is abandoned and retried.
+   * dialing is abandoned and retried. A socket that fails before its hello
+   * (an `error` event: a refused handshake, a refused port) ends its attempt
+   * at once, without waiting for this or for a `close` event (Node 20 fires
+   * none after a refused handshake).
    * @default 10000
    */
   connectTimeout?: number;
@@ -225,6 +228,21 @@ export interface StateDetail {
 export type State = "connecting" | "open" | "closed";
 
 /**
+ * Where a subscription is in its life ({@link Subscription.state}):
+ * - "waiting": on no connection (before the first hello, and after a drop
+ *   until it is resent);
+ * - "subscribing": its request is out on the open connection; events that
+ *   arrive before the answer wait, and are handed over after it;
+ * - "live": acknowledged on the open connection; events go to the handler;
+ * - "ended": unsubscribed, refused or ended by the server, or the client was
+ *   closed. Final: the handler is never called again.
+ *
+ * waiting -> subscribing -> live, back to waiting on each drop, and ended
+ * from any of them.
+ */
+export type SubscriptionState = "waiting" | "subscribing" | "live" | "ended";
+
+/**
  * The error of every rejection and "error" event. `code` is the server's
  * (bad_frame, unknown_op, invalid_topic, invalid_pattern, forbidden,
  * rate_limited, too_large, too_many_subscriptions, duplicate_subscription,
@@ -251,9 +269,16 @@ export declare class Subscription {
   /**
    * Resolves when the server first acknowledges the subscription; recovered
    * is false when something asked for was lost (a "gap" was emitted). Rejects
-   * with the server's code (e.g. forbidden), or `unsubscribed` / `closed`.
+   * when the subscription ends before that: with the server's code (e.g.
+   * forbidden, invalid_pattern, too_many_subscriptions), or `unsubscribed` /
+   * `closed`. A refusal while `ready` is pending is reported by this
+   * rejection only, never by an "error" event too; once `ready` has
+   * resolved, a refusal (of a resubscribe after a reconnect) or an end by the
+   * server is an "error" event with the subscription's `pattern`.
    */
   readonly ready: Promise<{ recovered: boolean }>;
+  /** Where the subscription is in its life; "ended" is final. */
+  readonly state: SubscriptionState;
   /** Seq of the last event handed to the handler (0 before any). */
   readonly lastSeq: number;
   /** The resume position (null before the first acknowledgement). */
@@ -275,9 +300,11 @@ export declare class Client {
    * Subscribes to a pattern (`*` matches one token, a final `>` the rest).
    * Resubscribed from its last position after every reconnect. A
    * subscription the server refuses (forbidden, invalid_pattern,
-   * too_many_subscriptions, ...) ends: `ready` rejects with that code, or,
-   * when it was a resubscribe after a reconnect, an "error" with its
-   * `pattern` fires. Throws a TypeError on bad arguments.
+   * too_many_subscriptions, ...) or ends ends here too, reported once: while
+   * `ready` is pending by rejecting it with that code (no "error" event),
+   * after that by an "error" with its `pattern` (a resubscribe refused after
+   * a reconnect, a subscription the server ended). Throws a TypeError on bad
+   * arguments.
    */
   subscribe<T = any>(pattern: string, handler: (event: WhalesongEvent<T>) => void, options?: SubscribeOptions): Subscription;
   /**
@@ -296,7 +323,12 @@ export declare class Client {
   on(name: "state", fn: (state: State, detail?: StateDetail) => void): () => void;
   /** "gap" fires before any event of a stream that lost events (recovered:false or a new epoch). */
   on(name: "gap", fn: (info: GapInfo) => void): () => void;
-  /** "error": refused subscriptions, errors the server sent without a request, throwing handlers, abuse closes. */
+  /**
+   * "error": subscriptions refused or ended by the server after their `ready`
+   * resolved (before that, the rejection of `ready` is the only report),
+   * errors the server sent without a request, events it could not encode,
+   * throwing handlers and listeners, abuse closes, failed WebSocket constructors.
+   */
   on(name: "error", fn: (err: WhalesongError) => void): () => void;
   /** Removes a listener added with on(). */
   off(name: "state" | "gap" | "error", fn: (...args: any[]) => void): void;
@@ -304,7 +336,13 @@ export declare class Client {
   close(): void;
 }
 
-/** Connects to a bridge at url (ws:// or wss://). Returns at once; connecting and reconnecting happen by themselves. */
+/**
+ * Connects to a bridge at url. Returns at once; connecting and reconnecting
+ * happen by themselves. Throws a TypeError at once, and dials nothing, when
+ * url is not an absolute `ws:` or `wss:` URL (a relative path, `http:`,
+ * `https:`), since no attempt could ever succeed, or when no WebSocket
+ * constructor exists.
+ */
 export declare function connect(url: string, options?: ConnectOptions): Client;
 
 /** The reconnect delay before attempt n (0-based), as described on {@link ConnectOptions}. */

@@ -5,8 +5,9 @@
 // sessionStorage only when the `storage` option asks for it.
 //
 // What it promises (see whalesong.d.ts for every option and its default):
-//   - connect() returns at once; the client connects, and reconnects after any
-//     drop with exponential backoff and full jitter, never in a tight loop;
+//   - connect() returns at once (it throws only on a bad URL or without any
+//     WebSocket); the client connects, and reconnects after any drop with
+//     exponential backoff and full jitter, never in a tight loop;
 //   - every subscription keeps a resume position (epoch, seq) and is
 //     resubscribed after each reconnect from that position, so its handler
 //     sees each event at most once and, within one epoch, in increasing seq;
@@ -15,6 +16,12 @@
 //   - a publish made offline, or sent but unanswered when the connection
 //     dropped, is sent again with the same id; the server deduplicates it, so
 //     it lands once and its promise resolves to that one seq.
+//
+// How it is built: a Subscription is one state machine (waiting, subscribing,
+// live, ended) whose transitions say what the Client must do (deliver, buffer,
+// drop, emit gap or error, send unsub); the PublishQueue owns the publishes
+// (offline queue, in-flight window, resend, careful mode); the Client owns the
+// socket (dialing, open, waiting, closed), the timers and the listeners.
 
 /** The wire protocol version this client speaks (the `v` of the server's hello). */
 export const PROTOCOL_VERSION = 1;
@@ -102,22 +109,124 @@ export function uuidv4(c = globalThis.crypto) {
 /**
  * Connects to a whalesong bridge. Returns at once; the client connects, and
  * reconnects after every drop, by itself until close().
- * @param {string} url the WebSocket URL of the bridge, e.g. "wss://host/ws"
+ * @param {string} url the WebSocket URL of the bridge: "ws://host/ws" or "wss://host/ws"
  * @param {object} [options] ConnectOptions: every one and its default is in whalesong.d.ts
  * @returns {Client}
+ * @throws {TypeError} when url is not an absolute ws: or wss: URL, or no WebSocket constructor exists
  */
 export function connect(url, options = {}) {
   return new Client(url, options);
 }
 
+// checkURL throws unless url is an absolute ws: or wss: URL. A relative or
+// http(s) URL would fail every attempt the same way, forever, so it is a
+// programming error to report at once. The message names only the scheme:
+// the rest of a URL may carry credentials.
+function checkURL(url) {
+  let u = null;
+  try {
+    u = new URL(String(url));
+  } catch {
+    // not absolute, or not a URL at all
+  }
+  if (!u) throw new TypeError('whalesong: url must be an absolute "ws:" or "wss:" URL (got a relative or malformed one)');
+  if (u.protocol === "ws:" || u.protocol === "wss:") return;
+  const hint = { "http:": ' (use "ws:")', "https:": ' (use "wss:")' }[u.protocol] || "";
+  throw new TypeError(`whalesong: url must be a "ws:" or "wss:" URL, not ${JSON.stringify(u.protocol.slice(0, 32))}${hint}`);
+}
+
+// Timers runs named one-shot timers on the injected timer functions; starting
+// a name again replaces its timer.
+class Timers {
+  #set;
+  #clear;
+  #ids = new Map(); // name -> timer id, while pending
+
+  /**
+   * @param {(fn: () => void, ms: number) => unknown} set
+   * @param {(id: unknown) => void} clear
+   */
+  constructor(set, clear) {
+    this.#set = set;
+    this.#clear = clear;
+  }
+
+  /**
+   * @param {string} name
+   * @param {number} ms
+   * @param {() => void} fn
+   */
+  start(name, ms, fn) {
+    this.stop(name);
+    const id = this.#set(() => {
+      if (this.#ids.get(name) === id) this.#ids.delete(name);
+      fn();
+    }, ms);
+    this.#ids.set(name, id);
+  }
+
+  /** @param {string} name */
+  stop(name) {
+    if (!this.#ids.has(name)) return;
+    const id = this.#ids.get(name);
+    this.#ids.delete(name);
+    this.#clear(id);
+  }
+
+  /** @param {string} name */
+  has(name) {
+    return this.#ids.has(name);
+  }
+
+  stopAll() {
+    for (const name of [...this.#ids.keys()]) this.stop(name);
+  }
+}
+
+/** @typedef {"waiting"|"subscribing"|"live"|"ended"} SubscriptionState */
+/** @typedef {{action: "deliver", event: object, error: WhalesongError|null} | {action: "buffer"} | {action: "drop"}} Reception */
+
+const BUFFER = Object.freeze({ action: /** @type {"buffer"} */ ("buffer") });
+const DROP = Object.freeze({ action: /** @type {"drop"} */ ("drop") });
+
 /**
  * A subscription made by Client.subscribe: its handler gets every matching
  * event at most once and, within one epoch, in increasing seq.
+ *
+ * Its life is one state machine, `state`:
+ *
+ *   "waiting"      on no connection: before the first hello and after a drop
+ *   "subscribing"  its sub frame is out on the open connection; events that
+ *                  come before the answer wait in a buffer
+ *   "live"         acknowledged on the open connection; events go to the handler
+ *   "ended"        unsubscribed, refused or ended by the server, or the client
+ *                  was closed; final
+ *
+ *   waiting --_sent--> subscribing --_acknowledged--> live
+ *   subscribing, live --_dropped--> waiting        (resent after the next hello)
+ *   any --_ended--> ended
+ *
+ * Across the states `position` (epoch, seq) is where a resubscribe resumes:
+ * it never moves back within an epoch. `ready` settles once: it resolves on
+ * the first acknowledgement, or rejects if the subscription ends before one.
+ * The transitions (the _ methods) are the Client's: each returns what the
+ * client must do and touches nothing outside the subscription.
  */
 export class Subscription {
   #client;
-  #resolve;
-  #reject;
+  /** @type {SubscriptionState} */
+  #state = "waiting";
+  #intent; // the after/last/since fields of a sub frame without a position
+  /** @type {{epoch: string, seq: number}|null} */
+  #position;
+  #lastSeq = 0;
+  /** @type {string|null} subscribing: the request id of its sub frame */
+  #reqId = null;
+  /** @type {object[]} subscribing: wire events that came before the answer */
+  #buffer = [];
+  /** @type {((err: Error|null, value?: {recovered: boolean}) => void)|null} until ready settles */
+  #settleReady;
+
   /** @param {object} init internal; made by Client.subscribe only */
   constructor(init) {
     this.#client = init.client;
@@ -126,32 +235,288 @@ export class Subscription {
     /** @type {string} the client-chosen subscription id on the wire */
     this.id = init.id;
     this.handler = init.handler;
-    this.initial = init.initial; // the after/last/since wire fields of the first sub frame
-    this.position = init.position; // {epoch, seq} or null before the first ack
-    this.live = true;
-    this.acked = false; // acknowledged on the current connection
-    this.everAcked = false;
-    this.reqId = null; // the request id of the outstanding sub frame
-    this.buffer = []; // events that arrived before the ack on this connection
-    /** @type {number} seq of the last event handed to the handler (0 before any) */
-    this.lastSeq = 0;
+    this.#intent = init.intent || null;
+    this.#position = init.position || null;
     /** @type {Promise<{recovered: boolean}>} resolves on the server's first acknowledgement */
-    this.ready = new Promise((res, rej) => {
-      this.#resolve = res;
-      this.#reject = rej;
+    this.ready = new Promise((resolve, reject) => {
+      this.#settleReady = (err, value) => (err ? reject(err) : resolve(value));
     });
     this.ready.catch(() => {}); // a rejection nobody awaits is not an unhandled one
   }
 
-  /** Ends the subscription: its handler is never called again. Idempotent. */
-  unsubscribe() {
-    this.#client._unsubscribe(this);
+  /** @returns {SubscriptionState} where the subscription is in its life */
+  get state() {
+    return this.#state;
   }
 
-  /** @internal settles `ready` once */
-  _settle(err, value) {
-    if (err) this.#reject(err);
-    else this.#resolve(value);
+  /** @returns {{epoch: string, seq: number}|null} the resume position (null before the first acknowledgement) */
+  get position() {
+    return this.#position;
+  }
+
+  /** @returns {number} seq of the last event handed to the handler (0 before any) */
+  get lastSeq() {
+    return this.#lastSeq;
+  }
+
+  /** Ends the subscription: its handler is never called again. Idempotent. */
+  unsubscribe() {
+    this.#client?._unsubscribe(this);
+  }
+
+  /**
+   * @internal waiting -> subscribing: the client sends the returned sub frame
+   * as request reqId on the open connection; null (send nothing) in any other state.
+   * @param {string} reqId
+   * @returns {object|null}
+   */
+  _sent(reqId) {
+    if (this.#state !== "waiting") return null;
+    this.#state = "subscribing";
+    this.#reqId = reqId;
+    this.#buffer = [];
+    const frame = { op: "sub", id: reqId, sub: this.id, pattern: this.pattern };
+    const p = this.#position;
+    if (p) frame.after = p.epoch ? { epoch: p.epoch, seq: p.seq } : { seq: p.seq };
+    else if (this.#intent) Object.assign(frame, this.#intent);
+    return frame;
+  }
+
+  /**
+   * @internal subscribing -> live on the server's `subscribed` answer. The
+   * client emits `gap` when it is not null, then runs each event of `replay`
+   * (those buffered meanwhile) through _receive, in order. Null when the
+   * answer is not the one awaited (nothing changed).
+   * @param {{id?: unknown, epoch?: unknown, from?: unknown, recovered?: unknown}} msg
+   * @param {string|null} epoch the connection's epoch (from hello), used when msg names none
+   * @returns {{gap: {pattern: string}|null, replay: object[]}|null}
+   */
+  _acknowledged(msg, epoch) {
+    if (this.#state !== "subscribing" || msg.id !== this.#reqId) return null;
+    const ep = typeof msg.epoch === "string" ? msg.epoch : epoch;
+    const from = typeof msg.from === "number" && Number.isFinite(msg.from) ? msg.from : 0;
+    const prev = this.#position;
+    const reset = !!(prev && prev.epoch && prev.epoch !== ep); // a new sequence space: a server restart
+    const lost = msg.recovered === false || reset;
+    const keep = prev && !reset && prev.seq > from; // never move backwards within an epoch
+    this.#position = { epoch: ep, seq: keep ? prev.seq : from };
+    this.#state = "live";
+    this.#reqId = null;
+    const replay = this.#buffer;
+    this.#buffer = [];
+    this.#settle(null, { recovered: !lost });
+    return { gap: lost ? { pattern: this.pattern } : null, replay };
+  }
+
+  /**
+   * @internal what to do with a wire event the server sent for this
+   * subscription: "deliver" (hand `event` to the handler after emitting
+   * `error`, if any; the position has moved to it), "buffer" (kept until the
+   * acknowledgement) or "drop" (seen already, or not live).
+   * @param {{seq: number, topic?: string, time?: string, data?: any, error?: string}} ev
+   * @returns {Reception}
+   */
+  _receive(ev) {
+    if (this.#state === "subscribing") {
+      this.#buffer.push(ev);
+      return BUFFER;
+    }
+    const p = this.#position;
+    if (this.#state !== "live" || !p || ev.seq <= p.seq) return DROP;
+    this.#position = { epoch: p.epoch, seq: ev.seq };
+    this.#lastSeq = ev.seq;
+    const event = { topic: ev.topic, seq: ev.seq, time: parseTime(ev.time), data: ev.data };
+    let error = null;
+    if (typeof ev.error === "string") {
+      event.error = ev.error; // the server could not encode this event's data
+      error = new WhalesongError("codec", `event ${ev.seq} on ${ev.topic}: ${ev.error}`, { pattern: this.pattern });
+    }
+    return { action: "deliver", event, error };
+  }
+
+  /** @internal the connection dropped: subscribing, live -> waiting. */
+  _dropped() {
+    if (this.#state !== "subscribing" && this.#state !== "live") return;
+    this.#state = "waiting";
+    this.#reqId = null;
+    this.#buffer = [];
+  }
+
+  /**
+   * @internal any -> ended, with err (its pattern set) as the reason. cause
+   * "unsubscribed" (the user), "closed" (the client), "refused" (the server
+   * refused the sub frame or ended the subscription). `ready`, when still
+   * pending, rejects with err and that is the whole report; otherwise a
+   * refusal is reported as an "error" event. The client sends an unsub frame
+   * when `unsub` (the server has or may get the subscription). Null when
+   * already ended (nothing to do).
+   * @param {"unsubscribed"|"closed"|"refused"} cause
+   * @param {WhalesongError} err
+   * @returns {{unsub: boolean, error: WhalesongError|null}|null}
+   */
+  _ended(cause, err) {
+    if (this.#state === "ended") return null;
+    const onConnection = this.#state === "subscribing" || this.#state === "live";
+    this.#state = "ended";
+    this.#reqId = null;
+    this.#buffer = [];
+    Object.assign(err, { pattern: this.pattern });
+    const readyPending = this.#settleReady !== null;
+    this.#settle(err);
+    return {
+      unsub: cause === "unsubscribed" && onConnection,
+      error: cause === "refused" && !readyPending ? err : null,
+    };
+  }
+
+  /**
+   * @param {Error|null} err
+   * @param {{recovered: boolean}} [value]
+   */
+  #settle(err, value) {
+    const settle = this.#settleReady;
+    if (!settle) return;
+    this.#settleReady = null;
+    settle(err, value);
+  }
+}
+
+// PublishQueue holds the publishes waiting for the server's answer, in call
+// order: queued while offline, sent with at most maxInFlight unanswered (one
+// while careful), each resent with the same id after a drop or a retry-later
+// refusal, so that the server's dedup lands it once. Careful mode starts with
+// a refusal (rate_limited, unavailable): publishing pauses for a backoff that
+// grows with each refusal (up to 4 x rateLimitDelay: each cycle then costs one
+// unit of the server's malformed-frame budget per several seconds while using
+// most of the allowed rate), and one publish at a time goes out until
+// rateLimitQuiet passes without a refusal.
+class PublishQueue {
+  #o;
+  #send;
+  #newId;
+  #random;
+  #timers;
+  /** @type {Map<string, {id: string, topic: string, frame: string, sent: boolean, resolve: (seq: number) => void, reject: (err: Error) => void}>} */
+  #entries = new Map(); // publish id -> entry, in call order
+  #inFlight = 0; // entries sent on this connection and not yet answered
+  #refusals = 0; // retry-later refusals since the last quiet period; > 0 is careful mode
+
+  /**
+   * @param {{maxQueue: number, maxInFlight: number, rateLimitDelay: number, rateLimitQuiet: number, maxDelay: number}} o
+   * @param {{send: (frame: string) => boolean, newId: () => string, random: () => number, timers: Timers}} io
+   *   send returns false when nothing could be sent (not open, or the socket failed)
+   */
+  constructor(o, io) {
+    this.#o = o;
+    this.#send = io.send;
+    this.#newId = io.newId;
+    this.#random = io.random;
+    this.#timers = io.timers;
+  }
+
+  /** @returns {number} publishes waiting for an answer (queued or in flight) */
+  get size() {
+    return this.#entries.size;
+  }
+
+  /**
+   * Queues a publish and sends what the window allows.
+   * @param {string} topic
+   * @param {any} data
+   * @returns {Promise<number>}
+   */
+  add(topic, data) {
+    if (this.#entries.size >= this.#o.maxQueue) {
+      return Promise.reject(new WhalesongError("queue_full", `${this.#entries.size} publishes already wait for an answer`, { topic }));
+    }
+    const id = this.#newId();
+    let frame;
+    try {
+      frame = JSON.stringify({ op: "pub", id, topic, data: data === undefined ? null : data });
+    } catch (e) {
+      return Promise.reject(new WhalesongError("invalid_data", `data cannot be encoded as JSON: ${e && e.message}`, { topic }));
+    }
+    return new Promise((resolve, reject) => {
+      this.#entries.set(id, { id, topic, frame, sent: false, resolve, reject });
+      this.flush();
+    });
+  }
+
+  /** Sends unsent publishes in call order while the window has room and no pause runs. */
+  flush() {
+    if (this.#timers.has("pause")) return;
+    const limit = this.#refusals > 0 ? 1 : Math.max(1, this.#o.maxInFlight);
+    for (const p of this.#entries.values()) {
+      if (this.#inFlight >= limit) return;
+      if (p.sent) continue;
+      if (!this.#send(p.frame)) return;
+      p.sent = true;
+      this.#inFlight++;
+    }
+  }
+
+  /**
+   * The server published it: resolve. False when the id is not (or no longer) queued.
+   * @param {unknown} id
+   * @param {number} seq
+   */
+  answered(id, seq) {
+    const p = typeof id === "string" ? this.#entries.get(id) : undefined;
+    if (!p) return false;
+    this.#entries.delete(p.id);
+    if (p.sent) this.#inFlight--;
+    p.resolve(seq);
+    this.flush();
+    return true;
+  }
+
+  /**
+   * The server refused it: a retry-later code keeps it in its place and
+   * pauses; any other code rejects it. False when the id is not queued.
+   * @param {unknown} id
+   * @param {WhalesongError} err
+   */
+  refused(id, err) {
+    const p = typeof id === "string" ? this.#entries.get(id) : undefined;
+    if (!p) return false;
+    if (p.sent) this.#inFlight--;
+    p.sent = false;
+    if (err.code === "rate_limited" || err.code === "unavailable") {
+      this.#pause();
+      return true;
+    }
+    this.#entries.delete(p.id);
+    p.reject(Object.assign(err, { topic: p.topic }));
+    this.flush();
+    return true;
+  }
+
+  /** The connection dropped: everything goes again, with the same ids, after the next hello. */
+  dropped() {
+    this.#timers.stop("pause");
+    for (const p of this.#entries.values()) p.sent = false;
+    this.#inFlight = 0;
+  }
+
+  /** The client closed: every publish rejects with code closed. */
+  close() {
+    this.#timers.stopAll();
+    const all = [...this.#entries.values()];
+    this.#entries.clear();
+    this.#inFlight = 0;
+    for (const p of all) p.reject(new WhalesongError("closed", "the client was closed before the server answered", { topic: p.topic }));
+  }
+
+  #pause() {
+    this.#timers.start("quiet", this.#o.rateLimitQuiet, () => {
+      this.#refusals = 0;
+      this.flush();
+    });
+    if (this.#timers.has("pause")) return;
+    const d = this.#o.rateLimitDelay;
+    const o = { ...this.#o, initialDelay: d, minDelay: d / 2, maxDelay: Math.min(this.#o.maxDelay, 4 * d) };
+    const delay = backoffDelay(this.#refusals++, o, this.#random);
+    this.#timers.start("pause", delay, () => this.flush());
   }
 }
 
@@ -159,30 +524,38 @@ const emptyListeners = () => ({ state: new Set(), gap: new Set(), error: new Set
 
 /**
  * A connection to a whalesong bridge that survives drops. Made by connect().
+ *
+ * The socket's life (#phase):
+ *
+ *   "dialing"  a socket is being opened; it has not said hello
+ *   "open"     hello received: subscriptions and publishes go out
+ *   "waiting"  no socket; the retry timer will dial again
+ *   "closed"   close() was called; final
+ *
+ *   dialing --hello--> open
+ *   dialing, open --close event, error before hello, timeout, failed send--> waiting --retry--> dialing
+ *   any --close()--> closed
+ *
+ * The reported state is "connecting" for dialing and waiting.
  */
 export class Client {
   #url;
   #o; // options merged with DEFAULTS
   #WS;
-  #setTimeout;
-  #clearTimeout;
   #random;
   #crypto;
   #storage = null;
-  #ws = null;
-  #open = false; // the current socket said hello
-  #state = /** @type {"connecting"|"open"|"closed"} */ ("connecting");
-  #closed = false;
+  #timers; // retry, healthy, connect, ping, pong
+  #pubs; // the PublishQueue
+  #ws = null; // the current socket while dialing or open
+  /** @type {"dialing"|"open"|"waiting"|"closed"} */
+  #phase = "dialing";
+  #state = /** @type {"connecting"|"open"|"closed"} */ ("connecting"); // the state last reported
   #epoch = null;
-  #attempt = 0;
-  #timers = { retry: null, healthy: null, connect: null, ping: null, pong: null, pubPause: null, rateQuiet: null };
-  #rateAttempt = 0; // refusals (rate_limited, unavailable) since the last quiet period
-  #inFlight = 0; // publishes sent on this connection and not yet answered
+  #attempt = 0; // failed attempts since the last healthy connection
   #listeners = emptyListeners();
-  #subs = new Map(); // subscription id -> Subscription (live ones, in creation order)
-  #reqs = new Map(); // sub request id -> Subscription (this connection)
-  #unsubReqs = new Set(); // unsub request ids (this connection)
-  #pubs = new Map(); // publish id -> {frame, sent, resolve, reject} (in call order)
+  #subs = new Map(); // subscription id -> Subscription not ended, in creation order
+  #requests = new Map(); // request id -> {sub} (a sub frame) or {unsub} on this connection
   #seq = 0; // counter for request and subscription ids
   #dirty = new Set(); // subscriptions whose position is to be stored
 
@@ -191,18 +564,26 @@ export class Client {
    * @param {object} options ConnectOptions (whalesong.d.ts)
    */
   constructor(url, options = {}) {
-    this.#url = url;
+    checkURL(url);
+    this.#url = String(url);
     this.#o = { ...DEFAULTS };
     for (const [k, v] of Object.entries(options)) if (v !== undefined) this.#o[k] = v;
     this.#WS = options.WebSocket || globalThis.WebSocket;
-    this.#setTimeout = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
-    this.#clearTimeout = options.clearTimeout || ((t) => clearTimeout(t));
+    const set = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
+    const clear = options.clearTimeout || ((t) => clearTimeout(t));
     this.#random = options.random || Math.random;
     this.#crypto = options.crypto || globalThis.crypto;
     this.#storage = pickStorage(options.storage);
     if (typeof this.#WS !== "function") {
       throw new TypeError("whalesong: no WebSocket constructor (pass options.WebSocket, or use Node 22 / --experimental-websocket)");
     }
+    this.#timers = new Timers(set, clear);
+    this.#pubs = new PublishQueue(this.#o, {
+      send: (frame) => this.#send(frame),
+      newId: () => uuidv4(this.#crypto),
+      random: this.#random,
+      timers: new Timers(set, clear),
+    });
     this.#dial();
   }
 
@@ -255,22 +636,21 @@ export class Client {
   subscribe(pattern, handler, opts = {}) {
     if (typeof pattern !== "string" || pattern === "") throw new TypeError("whalesong: pattern must be a non-empty string");
     if (typeof handler !== "function") throw new TypeError("whalesong: handler must be a function");
-    const { initial, position } = resumeOption(opts);
+    const { intent, position } = resumeOption(opts);
     const sub = new Subscription({
       client: this,
       id: `s${++this.#seq}`,
       pattern,
       handler,
-      initial,
+      intent,
       position: this.#loadPosition(pattern) || position,
     });
-    if (this.#closed) {
-      sub.live = false;
-      sub._settle(new WhalesongError("closed", "the client is closed", { pattern }));
+    if (this.#phase === "closed") {
+      sub._ended("closed", new WhalesongError("closed", "the client is closed"));
       return sub;
     }
     this.#subs.set(sub.id, sub);
-    if (this.#open) this.#sendSub(sub);
+    this.#sendSub(sub);
     return sub;
   }
 
@@ -282,23 +662,9 @@ export class Client {
    * @returns {Promise<number>} the event's seq; rejects with a WhalesongError whose code is the server's
    */
   publish(topic, data) {
-    if (this.#closed) return Promise.reject(new WhalesongError("closed", "the client is closed", { topic }));
+    if (this.#phase === "closed") return Promise.reject(new WhalesongError("closed", "the client is closed", { topic }));
     if (typeof topic !== "string") return Promise.reject(new WhalesongError("invalid_topic", "topic must be a string", { topic }));
-    if (this.#pubs.size >= this.#o.maxQueue) {
-      return Promise.reject(new WhalesongError("queue_full", `${this.#pubs.size} publishes already wait for an answer`, { topic }));
-    }
-    const id = uuidv4(this.#crypto);
-    let frame;
-    try {
-      frame = JSON.stringify({ op: "pub", id, topic, data: data === undefined ? null : data });
-    } catch (e) {
-      return Promise.reject(new WhalesongError("invalid_data", `data cannot be encoded as JSON: ${e.message}`, { topic }));
-    }
-    return new Promise((resolve, reject) => {
-      const entry = { id, topic, frame, sent: false, resolve, reject };
-      this.#pubs.set(id, entry);
-      this.#flushPubs();
-    });
+    return this.#pubs.add(topic, data);
   }
 
   /**
@@ -307,53 +673,53 @@ export class Client {
    * reload resumes. Idempotent.
    */
   close() {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const k of Object.keys(this.#timers)) this.#stopTimer(k);
+    if (this.#phase === "closed") return;
+    this.#phase = "closed";
+    this.#timers.stopAll();
     const ws = this.#ws;
     this.#ws = null;
-    this.#open = false;
     if (ws) safeClose(ws, 1000, "client closed");
     this.#flushStorage();
-    const pubs = [...this.#pubs.values()];
-    this.#pubs.clear();
-    for (const p of pubs) p.reject(new WhalesongError("closed", "the client was closed before the server answered", { topic: p.topic }));
-    for (const sub of this.#subs.values()) {
-      sub.live = false;
-      if (!sub.everAcked) sub._settle(new WhalesongError("closed", "the client was closed", { pattern: sub.pattern }));
-    }
+    this.#pubs.close();
+    for (const sub of this.#subs.values()) sub._ended("closed", new WhalesongError("closed", "the client was closed"));
     this.#subs.clear();
-    this.#reqs.clear();
+    this.#requests.clear();
     this.#setState("closed");
   }
 
   // ---- connection lifecycle ----
 
   #dial() {
-    this.#timers.retry = null;
-    if (this.#closed) return;
+    if (this.#phase === "closed") return;
+    this.#phase = "dialing";
     let ws;
     try {
       ws = new this.#WS(this.#url);
     } catch (e) {
+      this.#phase = "waiting";
       this.#emitError(new WhalesongError("connect_failed", String(e && e.message)));
-      this.#scheduleReconnect(0, "");
+      if (this.#phase === "waiting") this.#scheduleReconnect(0, ""); // unless a listener closed the client
       return;
     }
     this.#ws = ws;
-    this.#open = false;
     ws.onmessage = (ev) => {
       if (this.#ws === ws) this.#onFrame(ev.data);
     };
     ws.onclose = (ev) => {
       if (this.#ws === ws) this.#onDrop(ev.code, ev.reason || "");
     };
-    ws.onerror = () => {}; // a close event always follows
-    this.#startTimer("connect", this.#o.connectTimeout, () => this.#abandon(ws, "connect timeout"));
+    // A close event follows every error, except in Node 20 on a refused
+    // handshake (a non-101 answer, a refused port), where none ever comes: an
+    // attempt that has not said hello ends at its error, and the close that
+    // may follow finds the socket detached.
+    ws.onerror = () => {
+      if (this.#ws === ws && this.#phase === "dialing") this.#abandon(ws, "connection failed");
+    };
+    this.#timers.start("connect", this.#o.connectTimeout, () => this.#abandon(ws, "connect timeout"));
   }
 
-  // #abandon gives up on a socket that stopped answering without waiting for
-  // its closing handshake (which a dead network never completes).
+  // #abandon gives up on a socket that failed or stopped answering without
+  // waiting for its closing handshake (which a dead network never completes).
   #abandon(ws, reason) {
     if (this.#ws !== ws) return;
     safeClose(ws, 1000, reason);
@@ -362,26 +728,21 @@ export class Client {
 
   #onDrop(code, reason) {
     this.#ws = null;
-    this.#open = false;
-    for (const k of ["healthy", "connect", "ping", "pong", "pubPause"]) this.#stopTimer(k);
-    this.#reqs.clear();
-    this.#unsubReqs.clear();
-    for (const sub of this.#subs.values()) {
-      sub.acked = false;
-      sub.reqId = null;
-      sub.buffer = [];
-    }
-    for (const p of this.#pubs.values()) p.sent = false;
-    this.#inFlight = 0;
+    if (this.#phase === "closed") return;
+    this.#phase = "waiting"; // first: from here on nothing is sent, whatever user code runs
+    for (const k of ["healthy", "connect", "ping", "pong"]) this.#timers.stop(k);
+    this.#requests.clear();
+    for (const sub of this.#subs.values()) sub._dropped();
+    this.#pubs.dropped();
     this.#flushStorage();
-    if (this.#closed) return;
     if (code === 4001) {
       this.#emitError(new WhalesongError("abuse", `the server cut the connection for abuse: ${reason}`));
     }
-    this.#scheduleReconnect(code, reason);
+    if (this.#phase === "waiting") this.#scheduleReconnect(code, reason); // unless a listener closed the client
   }
 
   #scheduleReconnect(code, reason) {
+    this.#phase = "waiting";
     let delay;
     if (code === 4000) {
       this.#attempt = 0; // resume needed: the connection itself was fine; come back promptly
@@ -393,32 +754,33 @@ export class Client {
       delay = backoffDelay(this.#attempt, this.#o, this.#random);
       this.#attempt++;
     }
-    this.#setState("connecting", { code, reason, retryIn: delay });
-    this.#startTimer("retry", delay, () => this.#dial());
+    this.#timers.start("retry", delay, () => this.#dial());
+    this.#setState("connecting", { code, reason, retryIn: delay }); // last: a listener may close()
   }
 
   #onHello(msg) {
-    this.#stopTimer("connect");
-    this.#open = true;
+    this.#timers.stop("connect");
+    this.#phase = "open";
     if (typeof msg.epoch === "string") this.#epoch = msg.epoch;
     if (msg.v !== undefined && msg.v !== PROTOCOL_VERSION) {
       this.#emitError(new WhalesongError("version", `server speaks protocol v${msg.v}, client v${PROTOCOL_VERSION}`));
+      if (this.#phase !== "open") return; // a listener closed the client
     }
-    this.#startTimer("healthy", this.#o.healthyAfter, () => {
+    this.#timers.start("healthy", this.#o.healthyAfter, () => {
       this.#attempt = 0;
     });
     this.#schedulePing();
     for (const sub of this.#subs.values()) this.#sendSub(sub);
-    this.#flushPubs();
+    this.#pubs.flush();
     this.#setState("open"); // last: a listener may subscribe, publish or close
   }
 
   #schedulePing() {
     if (!(this.#o.pingInterval > 0)) return;
-    this.#startTimer("ping", this.#o.pingInterval, () => {
+    this.#timers.start("ping", this.#o.pingInterval, () => {
       const ws = this.#ws;
-      this.#send({ op: "ping", id: `r${++this.#seq}` });
-      this.#startTimer("pong", this.#o.pingTimeout, () => this.#abandon(ws, "ping timeout"));
+      if (!this.#send({ op: "ping", id: `r${++this.#seq}` })) return; // dropped: the next hello pings again
+      this.#timers.start("pong", this.#o.pingTimeout, () => this.#abandon(ws, "ping timeout"));
       this.#schedulePing();
     });
   }
@@ -426,7 +788,7 @@ export class Client {
   // ---- frames from the server ----
 
   #onFrame(raw) {
-    this.#stopTimer("pong"); // any frame proves the connection alive
+    this.#timers.stop("pong"); // any frame proves the connection alive
     let msg;
     try {
       if (typeof raw !== "string") throw new Error("binary frame");
@@ -436,10 +798,10 @@ export class Client {
       this.#emitError(new WhalesongError("bad_frame", `unreadable frame from the server: ${e.message}`));
       return;
     }
-    if (!this.#open && msg.op !== "hello") return; // nothing precedes hello
+    if (this.#phase !== "open" && msg.op !== "hello") return; // nothing precedes hello
     switch (msg.op) {
       case "hello":
-        if (!this.#open) this.#onHello(msg);
+        if (this.#phase === "dialing") this.#onHello(msg);
         break;
       case "subscribed":
         this.#onSubscribed(msg);
@@ -448,39 +810,29 @@ export class Client {
         this.#onEvents(msg);
         break;
       case "published":
-        this.#onPublished(msg);
+        this.#pubs.answered(msg.id, msg.seq);
+        break;
+      case "unsubscribed":
+        if (this.#requests.get(msg.id)?.unsub) this.#requests.delete(msg.id);
         break;
       case "error":
         this.#onError(msg);
         break;
-      default: // pong, unsubscribed, and ops of later versions need nothing
+      default: // pong, and ops of later versions need nothing
     }
     this.#flushStorage();
   }
 
   #onSubscribed(msg) {
-    const sub = this.#reqs.get(msg.id);
-    if (!sub) return;
-    this.#reqs.delete(msg.id);
-    if (!sub.live || sub.reqId !== msg.id) return;
-    const epoch = typeof msg.epoch === "string" ? msg.epoch : this.#epoch;
-    const from = Number.isFinite(msg.from) ? msg.from : 0;
-    const prev = sub.position;
-    const newEpoch = !!(prev && prev.epoch && prev.epoch !== epoch);
-    const lost = msg.recovered === false || newEpoch;
-    const keep = prev && !newEpoch && prev.seq > from; // never move backwards within an epoch
-    sub.position = { epoch, seq: keep ? prev.seq : from };
-    sub.acked = true;
-    sub.reqId = null;
+    const req = this.#requests.get(msg.id);
+    if (!req || !req.sub) return;
+    this.#requests.delete(msg.id);
+    const sub = req.sub;
+    const r = sub._acknowledged(msg, this.#epoch);
+    if (!r) return;
     this.#dirty.add(sub);
-    if (lost) this.#emit("gap", { pattern: sub.pattern });
-    if (!sub.everAcked) {
-      sub.everAcked = true;
-      sub._settle(null, { recovered: !lost });
-    }
-    const buffered = sub.buffer;
-    sub.buffer = [];
-    for (const ev of buffered) if (sub.live && !this.#closed) this.#deliver(sub, ev);
+    if (r.gap) this.#emit("gap", r.gap);
+    for (const ev of r.replay) this.#receive(sub, ev);
   }
 
   #onEvents(msg) {
@@ -489,87 +841,63 @@ export class Client {
       return;
     }
     for (const ev of msg.events) {
+      if (this.#phase === "closed") return;
       if (!ev || !Array.isArray(ev.subs) || !Number.isFinite(ev.seq)) {
         this.#emitError(new WhalesongError("bad_frame", "malformed event"));
         continue;
       }
       for (const sid of ev.subs) {
-        if (this.#closed) return;
         const sub = this.#subs.get(sid);
-        if (!sub) continue; // unsubscribed meanwhile
-        if (!sub.acked) sub.buffer.push(ev);
-        else this.#deliver(sub, ev);
+        if (sub) this.#receive(sub, ev); // none: unsubscribed meanwhile
       }
     }
   }
 
-  #deliver(sub, ev) {
-    if (sub.position && ev.seq <= sub.position.seq) return; // seen already
-    sub.position = { epoch: sub.position ? sub.position.epoch : this.#epoch, seq: ev.seq };
-    sub.lastSeq = ev.seq;
+  // #receive runs one wire event through the subscription and hands it to
+  // the handler when the subscription says so.
+  #receive(sub, ev) {
+    const r = sub._receive(ev);
+    if (r.action !== "deliver") return;
     this.#dirty.add(sub);
-    const event = { topic: ev.topic, seq: ev.seq, time: parseTime(ev.time), data: ev.data };
-    if (typeof ev.error === "string") {
-      event.error = ev.error; // the server could not encode this event's data
-      this.#emitError(new WhalesongError("codec", `event ${ev.seq} on ${ev.topic}: ${ev.error}`, { pattern: sub.pattern }));
-    }
+    if (r.error) this.#emitError(r.error);
     try {
-      sub.handler(event);
+      sub.handler(r.event);
     } catch (e) {
       this.#emitError(new WhalesongError("handler", `handler of ${sub.pattern} threw: ${e && e.message}`, { pattern: sub.pattern, cause: e }));
     }
   }
 
-  #onPublished(msg) {
-    const p = this.#pubs.get(msg.id);
-    if (!p) return;
-    this.#pubs.delete(msg.id);
-    if (p.sent) this.#inFlight--;
-    p.resolve(msg.seq);
-    this.#flushPubs();
-  }
-
   #onError(msg) {
     const code = typeof msg.code === "string" ? msg.code : "internal";
     const err = new WhalesongError(code, typeof msg.message === "string" ? msg.message : code);
-    const p = msg.id !== undefined ? this.#pubs.get(msg.id) : undefined;
-    if (p) {
-      if (p.sent) this.#inFlight--;
-      if (code === "rate_limited" || code === "unavailable") {
-        p.sent = false; // not published: keep it (in its place) and try again after a pause
-        this.#pausePublishing();
-        return;
-      }
-      p.sent = false;
-      this.#pubs.delete(msg.id);
-      p.reject(Object.assign(err, { topic: p.topic }));
-      this.#flushPubs();
-      return;
+    if (msg.id !== undefined && this.#pubs.refused(msg.id, err)) return;
+    const req = msg.id !== undefined ? this.#requests.get(msg.id) : undefined;
+    if (req) {
+      this.#requests.delete(msg.id);
+      if (req.sub) this.#endSub(req.sub, err);
+      return; // an unsub the server did not know: it is gone either way
     }
-    let sub = msg.id !== undefined ? this.#reqs.get(msg.id) : undefined;
-    if (sub) this.#reqs.delete(msg.id);
-    else if (msg.id === undefined && typeof msg.sub === "string") sub = this.#subs.get(msg.sub);
-    if (sub) {
-      this.#failSub(sub, err);
-      return;
-    }
-    if (msg.id !== undefined && this.#unsubReqs.delete(msg.id)) return; // unsub of a sub the server no longer had
-    this.#emitError(err);
+    const sub = msg.id === undefined && typeof msg.sub === "string" ? this.#subs.get(msg.sub) : undefined;
+    if (sub) this.#endSub(sub, err); // the server ended a live subscription
+    else this.#emitError(err);
   }
 
-  #failSub(sub, err) {
-    Object.assign(err, { pattern: sub.pattern });
-    sub.live = false;
+  // #endSub ends a subscription the server refused or ended; the
+  // subscription says whether that is reported as an "error" (ready has
+  // settled) or by rejecting ready alone.
+  #endSub(sub, err) {
+    const r = sub._ended("refused", err);
+    if (!r) return;
     this.#subs.delete(sub.id);
-    if (!sub.everAcked) sub._settle(err);
-    this.#emitError(err);
+    this.#dirty.delete(sub);
+    if (r.error) this.#emitError(r.error);
   }
 
   // ---- frames to the server ----
 
   #send(obj) {
     const ws = this.#ws;
-    if (!ws || !this.#open) return false;
+    if (!ws || this.#phase !== "open") return false;
     try {
       ws.send(typeof obj === "string" ? obj : JSON.stringify(obj));
       return true;
@@ -580,69 +908,26 @@ export class Client {
   }
 
   #sendSub(sub) {
+    if (this.#phase !== "open") return; // sent after the next hello
     const id = `r${++this.#seq}`;
-    const frame = { op: "sub", id, sub: sub.id, pattern: sub.pattern };
-    if (sub.position) {
-      frame.after = sub.position.epoch ? { epoch: sub.position.epoch, seq: sub.position.seq } : { seq: sub.position.seq };
-    } else if (sub.initial) {
-      Object.assign(frame, sub.initial);
-    }
-    sub.acked = false;
-    sub.buffer = [];
-    sub.reqId = id;
-    this.#reqs.set(id, sub);
+    const frame = sub._sent(id);
+    if (!frame) return;
+    this.#requests.set(id, { sub });
     this.#send(frame);
-  }
-
-  // #flushPubs sends queued publishes in call order, keeping at most
-  // maxInFlight unanswered (one while careful after a refusal), so a long
-  // offline queue does not hit the server's rate limit as one burst: every
-  // refusal spends the connection's malformed-frame budget.
-  #flushPubs() {
-    if (!this.#open || this.#timers.pubPause !== null) return;
-    const limit = this.#rateAttempt > 0 ? 1 : Math.max(1, this.#o.maxInFlight);
-    for (const p of this.#pubs.values()) {
-      if (this.#inFlight >= limit) return;
-      if (p.sent) continue;
-      if (!this.#send(p.frame)) return;
-      p.sent = true;
-      this.#inFlight++;
-    }
-  }
-
-  // #pausePublishing stops sending publishes for a backoff that grows with
-  // each refusal (up to 4 x rateLimitDelay: each cycle then costs one unit
-  // of the server's budget per several seconds while using most of the
-  // allowed rate), and goes careful (one in flight) until rateLimitQuiet
-  // passes without a refusal.
-  #pausePublishing() {
-    this.#startTimer("rateQuiet", this.#o.rateLimitQuiet, () => {
-      this.#rateAttempt = 0;
-      this.#flushPubs();
-    });
-    if (this.#timers.pubPause !== null) return;
-    const d = this.#o.rateLimitDelay;
-    const o = { ...this.#o, initialDelay: d, minDelay: d / 2, maxDelay: Math.min(this.#o.maxDelay, 4 * d) };
-    const delay = backoffDelay(this.#rateAttempt++, o, this.#random);
-    this.#startTimer("pubPause", delay, () => this.#flushPubs());
   }
 
   /** @internal called by Subscription.unsubscribe */
   _unsubscribe(sub) {
-    if (!sub.live) return;
-    sub.live = false;
+    const r = sub._ended("unsubscribed", new WhalesongError("unsubscribed", "unsubscribed before the server acknowledged"));
+    if (!r) return;
     this.#subs.delete(sub.id);
-    if (sub.reqId) this.#reqs.delete(sub.reqId);
-    if (this.#open && (sub.acked || sub.reqId)) {
-      const id = `r${++this.#seq}`;
-      this.#unsubReqs.add(id);
-      this.#send({ op: "unsub", id, sub: sub.id });
-    }
-    sub.reqId = null;
-    sub.buffer = [];
     this.#dirty.delete(sub);
     if (this.#storage) safeStorage(() => this.#storage.removeItem(this.#o.storagePrefix + sub.pattern));
-    if (!sub.everAcked) sub._settle(new WhalesongError("unsubscribed", "unsubscribed before the server acknowledged", { pattern: sub.pattern }));
+    if (r.unsub) {
+      const id = `r${++this.#seq}`;
+      this.#requests.set(id, { unsub: sub });
+      this.#send({ op: "unsub", id, sub: sub.id });
+    }
   }
 
   // ---- positions in storage ----
@@ -666,28 +951,14 @@ export class Client {
     this.#dirty.clear();
     if (!this.#storage) return;
     for (const sub of dirty) {
-      if (!sub.live || !sub.position || !sub.position.epoch) continue;
-      const value = JSON.stringify({ epoch: sub.position.epoch, seq: sub.position.seq });
+      const p = sub.position;
+      if (sub.state === "ended" || !p || !p.epoch) continue;
+      const value = JSON.stringify({ epoch: p.epoch, seq: p.seq });
       safeStorage(() => this.#storage.setItem(this.#o.storagePrefix + sub.pattern, value));
     }
   }
 
   // ---- small helpers ----
-
-  #startTimer(name, ms, fn) {
-    this.#stopTimer(name);
-    this.#timers[name] = this.#setTimeout(() => {
-      this.#timers[name] = null;
-      fn();
-    }, ms);
-  }
-
-  #stopTimer(name) {
-    if (this.#timers[name] !== null) {
-      this.#clearTimeout(this.#timers[name]);
-      this.#timers[name] = null;
-    }
-  }
 
   // #setState reports a change of state, and "connecting" again each time a
   // retry is scheduled (its detail says when).
@@ -716,26 +987,27 @@ export class Client {
   }
 }
 
-// resumeOption turns the user's {after|last|since} into the first sub frame's
-// fields, or a position when after names an epoch.
+// resumeOption turns the user's {after|last|since} into the subscription's
+// intent (the fields of a sub frame without a position), or a position when
+// after names an epoch.
 function resumeOption(opts) {
   const given = ["after", "last", "since"].filter((k) => opts && opts[k] !== undefined);
   if (given.length > 1) throw new TypeError(`whalesong: give at most one of after, last, since (got ${given.join(", ")})`);
-  if (given.length === 0) return { initial: null, position: null };
+  if (given.length === 0) return { intent: null, position: null };
   if (opts.after !== undefined) {
     const a = opts.after;
     const seq = typeof a === "object" && a !== null ? a.seq : a;
     if (!Number.isInteger(seq) || seq < 0) throw new TypeError("whalesong: after must be a seq >= 0 or {epoch, seq}");
-    if (typeof a === "object" && typeof a.epoch === "string") return { initial: null, position: { epoch: a.epoch, seq } };
-    return { initial: { after: { seq } }, position: null };
+    if (typeof a === "object" && typeof a.epoch === "string") return { intent: null, position: { epoch: a.epoch, seq } };
+    return { intent: { after: { seq } }, position: null };
   }
   if (opts.last !== undefined) {
     if (!Number.isInteger(opts.last) || opts.last < 0) throw new TypeError("whalesong: last must be an integer >= 0");
-    return { initial: { last: opts.last }, position: null };
+    return { intent: { last: opts.last }, position: null };
   }
   const t = new Date(opts.since);
   if (Number.isNaN(t.getTime())) throw new TypeError("whalesong: since must be a Date, a date string or milliseconds");
-  return { initial: { since: t.toISOString() }, position: null };
+  return { intent: { since: t.toISOString() }, position: null };
 }
 
 // parseTime reads an RFC 3339 time with up to nanoseconds (Go's format);

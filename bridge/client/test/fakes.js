@@ -84,6 +84,12 @@ export class FakeWebSocket {
     this.onclose?.({ code, reason });
   }
 
+  // serverError fires the socket's error event (a browser follows it with
+  // close; Node 20 on a refused handshake never does).
+  serverError() {
+    this.onerror?.({ type: "error" });
+  }
+
   // ack answers the latest sub frame for sub id `sub`.
   ack(sub, { epoch = EPOCH, recovered = true, from = 0 } = {}) {
     const req = this.frames("sub").filter((f) => f.sub === sub).at(-1);

@@ -193,3 +193,22 @@ test("close() rejects every pending publish with code closed; later publishes to
   await assert.rejects(inflight, (e) => e.code === "closed" && e.name === "WhalesongError");
   await assert.rejects(client.publish("a.b", 2), { code: "closed" });
 });
+
+test("a drop during a rate-limit pause: after the reconnect the refused publish goes first and alone, with its id", async () => {
+  const { client, clock, ws } = setup({ random: () => 1 });
+  ws().hello();
+  const p1 = client.publish("a.b", 1);
+  const p2 = client.publish("a.b", 2);
+  const [f1, f2] = ws().frames("pub");
+  ws().serverSend({ op: "error", id: f1.id, code: "rate_limited" });
+  ws().serverClose(1006); // f2 was in flight, unanswered
+  clock.advance(clock.delays()[0]);
+  ws().hello();
+  assert.deepEqual(ws().frames("pub").map((f) => f.id), [f1.id], "no pause on a new connection, but careful: one at a time, in call order");
+  ws().serverSend({ op: "published", id: f1.id, seq: 8 });
+  assert.deepEqual(ws().frames("pub").map((f) => f.id), [f1.id, f2.id]);
+  ws().serverSend({ op: "published", id: f2.id, seq: 9 });
+  assert.deepEqual(await Promise.all([p1, p2]), [8, 9]);
+  assert.equal(client.pending, 0);
+  client.close();
+});

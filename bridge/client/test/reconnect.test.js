@@ -161,6 +161,36 @@ test("no hello within connectTimeout abandons the socket and retries", () => {
   assert.equal(sockets[1].onmessage !== null, true);
 });
 
+test("an error before hello ends the attempt at once, exactly once, whether a close follows or not", () => {
+  for (const closeAfter of [false, true]) {
+    const { clock, sockets, log } = setup({ random: () => 1, connectTimeout: 60000 });
+    sockets[0].serverError(); // Node 20: a refused handshake fires error and never close
+    assert.ok(sockets[0].closed, "the failed socket is closed and detached");
+    assert.deepEqual(log.states, [{ s: "connecting", code: 1006, reason: "connection failed", retryIn: 500 }]);
+    assert.deepEqual(clock.delays(), [500], "the retry, and no connect timeout left");
+    if (closeAfter) sockets[0].serverClose(1006); // a browser: close follows error
+    sockets[0].serverError();
+    assert.equal(log.states.length, 1, "one drop per attempt");
+    clock.advance(500);
+    assert.equal(sockets.length, 2, "the next attempt comes after the backoff, not the connect timeout");
+    sockets[1].serverError();
+    assert.deepEqual(clock.delays(), [1000], "the backoff grows as for any failed attempt");
+    assert.equal(log.states.length, 2);
+  }
+});
+
+test("an error on an open connection waits for its close event", () => {
+  const { client, clock, ws, sockets, log } = setup();
+  ws().hello();
+  ws().serverError();
+  assert.equal(client.state, "open");
+  assert.equal(ws().closed, null);
+  ws().serverClose(1006);
+  assert.equal(log.states.at(-1).s, "connecting");
+  clock.advance(clock.delays()[0]);
+  assert.equal(sockets.length, 2);
+});
+
 test("keepalive: a ping every pingInterval, no answer within pingTimeout drops the connection", () => {
   const { clock, ws, sockets } = setup({ pingInterval: 1000, pingTimeout: 500 });
   ws().hello();
@@ -235,4 +265,44 @@ test("a throwing state or gap listener is reported as an error and others still 
   ws().hello();
   assert.deepEqual(seen, ["open"]);
   assert.equal(log.errors.at(-1).code, "handler");
+});
+
+test("close() from a listener while a failure is reported leaves no timer and dials nothing more", () => {
+  const cases = {
+    // the retry's constructor throws: "error" connect_failed
+    connect_failed: { listen: "error", fail: (ws, clock) => (ws().serverClose(1006), clock.advance(clock.delays()[0])) },
+    abuse: { listen: "error", fail: (ws) => (ws().hello(), ws().serverClose(4001, "abuse")) },
+    drop: { listen: "state", fail: (ws) => (ws().hello(), ws().serverClose(1006)) },
+  };
+  for (const [name, c] of Object.entries(cases)) {
+    let calls = 0;
+    class SecondThrows extends FakeWebSocket {
+      constructor(url) {
+        if (++calls === 2) throw new Error("boom");
+        super(url);
+      }
+    }
+    const { client, clock, ws, sockets, log } = setup({ WebSocket: name === "connect_failed" ? SecondThrows : FakeWebSocket });
+    client.on(c.listen, (s) => {
+      if (c.listen === "error" || s === "connecting") client.close();
+    });
+    c.fail(ws, clock);
+    if (name !== "drop") assert.equal(log.errors.at(-1).code, name, name);
+    assert.equal(client.state, "closed", name);
+    assert.deepEqual(clock.delays(), [], `${name}: no timer left`);
+    const n = sockets.length;
+    clock.advance(10 * 60 * 1000);
+    assert.equal(sockets.length, n, `${name}: nothing dialed after close`);
+  }
+});
+
+test("a ping that cannot be sent leaves no keepalive timer running while waiting", () => {
+  const { clock, ws, sockets } = setup({ pingInterval: 1000, pingTimeout: 500, random: () => 1, initialDelay: 60000, maxDelay: 60000 });
+  ws().hello();
+  ws().send = () => {
+    throw new Error("socket is gone");
+  };
+  clock.advance(1000); // the ping's send fails: the socket is abandoned
+  assert.ok(sockets[0].closed);
+  assert.deepEqual(clock.delays(), [60000], "only the retry timer: no ping or pong re-armed on the dead socket");
 });

@@ -215,14 +215,94 @@ test("unsubscribe before the ack rejects ready with code unsubscribed", async ()
   assert.equal(ws().frames("sub").length, 0);
 });
 
-test("a refused subscription rejects ready with the server's code and reports an error", async () => {
+test("a refused first subscription rejects ready with the server's code, and that is the only report", async () => {
   const { client, ws, log } = setup();
   const sub = client.subscribe("secret.>", () => {});
   ws().hello();
   const req = ws().frames("sub")[0];
   ws().serverSend({ op: "error", id: req.id, sub: req.sub, code: "forbidden", message: "no" });
   await assert.rejects(sub.ready, (e) => e.code === "forbidden" && e.pattern === "secret.>" && e.message === "no");
-  assert.equal(log.errors.at(-1).code, "forbidden");
+  assert.deepEqual(log.errors, [], "no error event besides the rejection");
+  assert.equal(sub.state, "ended");
+});
+
+test("a refusal while ready is still pending (a resubscribe before any ack) rejects ready only", async () => {
+  const { client, clock, ws, log } = setup();
+  const sub = client.subscribe("t.>", () => {});
+  ws().hello();
+  ws().serverClose(1006); // dropped before the server answered
+  clock.advance(clock.delays()[0]);
+  ws().hello();
+  const req = ws().frames("sub")[0];
+  ws().serverSend({ op: "error", id: req.id, sub: req.sub, code: "too_many_subscriptions", message: "at most 128" });
+  await assert.rejects(sub.ready, { code: "too_many_subscriptions", pattern: "t.>" });
+  assert.deepEqual(log.errors, []);
+});
+
+test("a live subscription the server ends (error naming its sub, no id) emits error; no more events; the connection stays", async () => {
+  const { client, ws, log } = setup();
+  const seen = [];
+  const sub = client.subscribe("room.>", (ev) => seen.push(ev.seq));
+  const other = client.subscribe("other.>", (ev) => seen.push(-ev.seq));
+  ws().hello();
+  ws().ack(sub.id);
+  ws().ack(other.id);
+  assert.deepEqual(await sub.ready, { recovered: true });
+  ws().events([[sub.id], 1, 0]);
+  ws().serverSend({ op: "error", sub: sub.id, code: "forbidden", message: "subscribe to \"room.>\" denied" });
+  assert.deepEqual(log.errors.map((e) => [e.code, e.pattern]), [["forbidden", "room.>"]]);
+  assert.equal(sub.state, "ended");
+  ws().events([[sub.id, other.id], 2, 0]);
+  assert.deepEqual(seen, [1, -2]);
+  assert.equal(client.state, "open");
+  assert.equal(ws().closed, null);
+});
+
+test("the answer to the sub frame of a subscription unsubscribed meanwhile is ignored, refusal or not", async () => {
+  for (const answer of ["error", "subscribed"]) {
+    const { client, ws, log } = setup();
+    const seen = [];
+    const sub = client.subscribe("t.>", (ev) => seen.push(ev.seq));
+    ws().hello();
+    const req = ws().frames("sub")[0];
+    sub.unsubscribe();
+    await assert.rejects(sub.ready, { code: "unsubscribed" });
+    const unsub = ws().frames("unsub")[0];
+    assert.equal(unsub.sub, sub.id, "unsub sent: the server may have the subscription");
+    if (answer === "error") {
+      ws().serverSend({ op: "error", id: req.id, sub: sub.id, code: "forbidden", message: "no" });
+      ws().serverSend({ op: "error", id: unsub.id, sub: sub.id, code: "unknown_subscription", message: "no" });
+    } else {
+      ws().serverSend({ op: "subscribed", id: req.id, sub: sub.id, epoch: "e", recovered: true, from: 0 });
+      ws().events([[sub.id], 1, 0]);
+      ws().serverSend({ op: "unsubscribed", id: unsub.id, sub: sub.id });
+    }
+    assert.deepEqual(log.errors, [], answer);
+    assert.deepEqual(seen, []);
+    assert.equal(sub.state, "ended");
+  }
+});
+
+test("a socket that fails while resubscribing leaves every subscription to be resent on the next connection", () => {
+  const { client, clock, ws, sockets } = setup();
+  const a = client.subscribe("a.>", () => {});
+  const b = client.subscribe("b.>", () => {});
+  ws().hello();
+  ws().ack(a.id, { from: 3 });
+  ws().ack(b.id, { from: 3 });
+  ws().serverClose(1006);
+  clock.advance(clock.delays()[0]);
+  const broken = ws();
+  broken.send = () => {
+    throw new Error("socket is gone");
+  };
+  broken.hello();
+  assert.ok(broken.closed, "the failed socket is abandoned");
+  assert.deepEqual([a.state, b.state], ["waiting", "waiting"]);
+  clock.advance(clock.delays()[0]);
+  assert.equal(sockets.length, 3);
+  ws().hello();
+  assert.deepEqual(ws().frames("sub").map((f) => [f.sub, f.after.seq]), [[a.id, 3], [b.id, 3]]);
 });
 
 test("a throwing handler is reported as an error and later events still flow", () => {
