@@ -455,7 +455,9 @@ func TestPublishNextAllocs(t *testing.T) {
 		{"drop oldest", benchTopic, []SubscribeOption{WithPolicy(DropOldest)}},
 		{"drop newest", benchTopic, []SubscribeOption{WithPolicy(DropNewest)}},
 		{"disconnect", benchTopic, []SubscribeOption{WithPolicy(Disconnect)}},
+		{"conflate", benchTopic, []SubscribeOption{WithPolicy(Conflate)}},
 		{"after replay", benchTopic, []SubscribeOption{After(0)}},
+		{"latest replay", "orders.>", []SubscribeOption{Latest()}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -494,5 +496,105 @@ func TestPublishNextAllocs(t *testing.T) {
 				t.Fatalf("Publish + Next allocates %v times per event, want 0", got)
 			}
 		})
+	}
+}
+
+// TestOverflowAllocs holds the zero-allocation promise for the policies
+// that act on a full buffer, Conflate included, once their queues have
+// grown: each step publishes three events and reads one, so the policy acts
+// on every publish.
+func TestOverflowAllocs(t *testing.T) {
+	topics := []string{"s.a", "s.b", "s.c", "s.d", "s.e"}
+	for _, p := range []Policy{DropOldest, DropNewest, Conflate} {
+		t.Run(p.String(), func(t *testing.T) {
+			bs := New[benchPayload](WithHistory(8))
+			defer bs.Close()
+			s, err := bs.Subscribe("s.*", WithBuffer(16), WithPolicy(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			i := 0
+			step := func() {
+				for range 3 {
+					if _, err := bs.Publish(ctx, topics[i%len(topics)], benchPayload{ID: int64(i)}); err != nil {
+						t.Fatal(err)
+					}
+					i++
+				}
+				if _, err := s.Next(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 200 {
+				step()
+			}
+			if got := testing.AllocsPerRun(1000, step); got != 0 {
+				t.Fatalf("a full %v subscription allocates %v times per step, want 0", p, got)
+			}
+		})
+	}
+}
+
+// BenchmarkOverflow: publishing into a full lossy subscription (the
+// reader takes one event for every three published), per publish: the
+// cost of DropOldest and of Conflate on the same workload.
+func BenchmarkOverflow(b *testing.B) {
+	topics := []string{"s.a", "s.b", "s.c", "s.d", "s.e"}
+	for _, p := range []Policy{DropOldest, Conflate} {
+		b.Run("policy="+p.String(), func(b *testing.B) {
+			bs := New[benchPayload](WithHistory(8))
+			defer bs.Close()
+			s, _ := bs.Subscribe("s.*", WithBuffer(64), WithPolicy(p))
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := bs.Publish(ctx, topics[i%len(topics)], benchPayload{ID: int64(i)}); err != nil {
+					b.Fatal(err)
+				}
+				if i%3 == 2 {
+					if _, err := s.Next(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWildcardResume: a wildcard resume (After, Latest, a history
+// page) that matches 10 topics among 100 or 100,000 retained ones.
+func BenchmarkWildcardResume(b *testing.B) {
+	for _, topics := range []int{100, 100_000} {
+		bs := New[benchPayload](WithHistory(4))
+		for i := range topics {
+			for range 2 {
+				if _, err := bs.Publish(context.Background(), fmt.Sprintf("room.%d.%d", i%(topics/10), i), benchPayload{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		from := bs.Seq() - 4
+		for _, kind := range []string{"after", "latest", "page"} {
+			b.Run(fmt.Sprintf("topics=%d/kind=%s", topics, kind), func(b *testing.B) {
+				b.ReportAllocs()
+				for range b.N {
+					var err error
+					switch kind {
+					case "after":
+						_, _, err = bs.Replay("room.7.*", After(from))
+					case "latest":
+						_, _, err = bs.Replay("room.7.*", Latest())
+					case "page":
+						_, _, err = bs.Page("room.7.*", 0, 5)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		bs.Close()
 	}
 }

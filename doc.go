@@ -1,5 +1,8 @@
-// Package bus is an embedded, in-process event bus for one Go type T, with
-// NATS-style topics, per-subscriber flow control and replay of missed events.
+// Package bus is an embedded event bus for one Go type T, with NATS-style
+// topics, per-subscriber flow control and replay of missed events. It runs
+// in-process, or on a shared Log (NATS JetStream, module
+// github.com/whalesong/bus/natsbus) so that several processes share one
+// sequence space; the API is the same.
 //
 //	b := bus.New[Order](bus.WithHistory(1024))
 //	defer b.Close()
@@ -39,59 +42,128 @@
 //     to a topic its own Block subscription matches can wait on itself; give
 //     it a bounded ctx or another policy. A waiting Publish holds no lock:
 //     Subscribe, Subscription.Close and other publishers proceed.
-//   - DropOldest: the oldest queued event is discarded. Replayed events still
-//     unread are older than any live one, so they go first.
+//   - DropOldest: the oldest queued live event is discarded.
 //   - DropNewest: the new event is not queued for this subscriber.
+//   - Conflate: a queued live event of the new event's topic (its oldest) is
+//     removed and the new one queued at the back, so Seq order holds; with
+//     none of that topic queued, the oldest queued live event is dropped. A
+//     slow reader of state topics sees the newest state of each.
 //   - Disconnect: the subscription ends with ErrSlowConsumer; resubscribe
 //     with After(last seen Seq) to recover what was missed.
 //
-// Dropped events are counted in Subscription.Dropped and Stats.Dropped, never
-// silently. A slow subscriber never slows publishers except under Block.
+// Losses are never silent: Subscription.Dropped and Superseded, Stats, and
+// Event.Skipped, which counts this subscription's events lost between the
+// previous event it received and this one. Replayed events are never
+// dropped: they do not count against the buffer, so dropping one would make
+// no room. A slow subscriber never slows publishers except under Block.
+//
 // Waiting publishers notice a reader that uses Next at once, and one that
-// ranges over C within a millisecond.
+// ranges over C within a millisecond. So that the oldest event can still be
+// taken back and the next one's Skipped set, a DropOldest or Conflate
+// subscription holds one live event at a time in its channel C and the
+// others in a queue of its own: Next takes them at once, a goroutine of the
+// bus hands them to a reader of C as it takes each one (within microseconds
+// while it reads steadily, within a millisecond after a pause). A receive
+// from C that does not wait sees only the one in the channel; Pending counts
+// them all.
 //
 // # Replay
 //
 // WithHistory(n) keeps the newest n events of each topic (a busy topic does
 // not evict a quiet one's history), WithHistoryTTL(d) drops events older than
-// d. A subscription can start with After(seq), Last(n) or Since(t): the
-// retained matching events it selects are queued first, then live events
-// follow, and the two are joined under one lock, so that each event is
-// delivered exactly once with no gap while publishers keep publishing.
-// Replayed events do not count against WithBuffer.
+// d, WithMaxRetained(n) caps the events kept over all topics together (the
+// oldest go first). A subscription can start with After(seq), Last(n),
+// Since(t) or Latest(): the retained matching events it selects are queued
+// first, then live events follow, and the two are joined under one lock, so
+// that each event is delivered exactly once with no gap while publishers keep
+// publishing. Replayed events do not count against WithBuffer. A replay
+// costs O(matching topics + events), however many other topics are retained.
 //
 // Recovered says whether the replay is complete: it is false whenever an
 // event the option asked for is no longer retained, and never true when
-// something asked for was lost. Without WithHistoryTTL it is exact per topic:
-// a loss on one topic does not affect a pattern that matches only others.
-// With WithHistoryTTL, once all events of a topic have expired the topic is
-// forgotten and its newest loss is remembered for the whole bus: from then on
-// a replay asking for events at or before that loss reports false whatever
-// its pattern, which may be conservative. With WithHistory(0) nothing is
-// retained and any replay option with something published in range gives
-// false. Last(n) asks for the n newest matching events ever published.
+// something asked for was lost. Missing then bounds what may be missing:
+// only matching events with after < Seq < before. Without WithHistoryTTL and
+// WithMaxRetained it is exact per topic: a loss on one topic does not affect
+// a pattern that matches only others. With them, once every event of a topic
+// has gone the topic is forgotten (memory stays bounded) and its newest loss
+// is remembered for the whole bus: from then on a replay asking for events at
+// or before that loss reports false whatever its pattern, which may be
+// conservative; Latest, whose question is "is every matching topic's newest
+// event retained", then reports false for every pattern. With WithHistory(0)
+// nothing is retained and any replay option with something published in
+// range gives false. Last(n) asks for the n newest matching events ever
+// published, Latest for the newest of every matching topic.
 //
-// History and Replay read the retained events without subscribing.
+// History, Page (older history, a page at a time) and Replay read the
+// retained events without subscribing.
+//
+// # Publishing once
+//
+// PublishID publishes once per id within a deduplication window
+// (WithDedupWindow): a retry after an unknown outcome lands once and gets
+// the first Seq.
+//
+// # Sharing a sequence space: the Log
+//
+// A bus made WithLog (natsbus.New makes one) numbers nothing: a shared Log
+// does, and every bus on that log applies the same events in the same order,
+// so a Seq and an Epoch mean the same on every node, across restarts too.
+// What changes (the natsbus package doc has the details):
+//
+//   - Publish returns once the log has stored the event and this bus has
+//     applied it (bounded by ctx); an error wrapping ErrUncertain means it
+//     may have been stored: PublishID with the same id tells. Other errors
+//     are atomic, as in-process.
+//   - Block cannot make publishers in other processes wait: a full Block
+//     subscriber stops taking live events and is refilled from the history
+//     as it reads; it ends with ErrSlowConsumer only if the history no longer
+//     holds what it has not read.
+//   - A bus that misses events of the log (an outage longer than the
+//     history) ends its subscriptions with ErrSlowConsumer rather than
+//     deliver a hole, and its replays across the gap report Recovered false.
+//     A recreated log is a new Epoch: subscriptions end the same way.
+//   - Event.Time is the log's store time; Stats count per process.
+//
+// WaitSeq waits until a bus has applied a Seq: a client that saw it on
+// another node can be served here once this one has it.
 //
 // # Closing
 //
 // Bus.Close ends every subscription with ErrClosed, closes Done, wakes waiting
-// publishers with ErrClosed and returns once the bus's own goroutine (the
-// TTL sweeper, started only with WithHistoryTTL) is gone. Events queued
-// before a subscription ends by Bus.Close or Disconnect stay readable from C
-// and Next before the end is reported. Subscription.Close ends one
-// subscription with ErrSubscriptionClosed; what it had queued may be
-// discarded, and a Publish waiting only for it goes on. After Close, Publish,
-// Subscribe, History and Replay return ErrClosed; Seq, Epoch and Stats still
-// answer. Expired events are released within about the TTL, even on a topic
-// nobody publishes to again.
+// publishers with ErrClosed and returns once the bus's own goroutines (the
+// TTL sweeper, the feeder of lossy subscriptions, the log's follower: each
+// started only when needed) are gone. Events queued before a subscription
+// ends by Bus.Close or Disconnect stay readable from C and Next before the
+// end is reported. Subscription.Close ends one subscription with
+// ErrSubscriptionClosed; what it had queued may be discarded, and a Publish
+// waiting only for it goes on. After Close, Publish, Subscribe, History,
+// Page and Replay return ErrClosed; Seq, Epoch and Stats still answer.
+// Expired events are released within about the TTL, even on a topic nobody
+// publishes to again.
 //
 // # Cost and memory
 //
 // In steady state a Publish and its receipt allocate nothing for a
-// non-pointer T. History is capped per topic, a topic with no subscribers and
-// no retained events is forgotten, and a subscription's queue holds at most
-// its buffer plus what it replayed.
+// non-pointer T, under every policy. History is capped per topic (and over
+// all topics with WithMaxRetained), a topic with no subscribers and no
+// retained events is forgotten, and a subscription's queue holds at most its
+// buffer plus what it replayed; its room is allocated when it is made.
+//
+// # Data is shared, not copied
+//
+// An event's Data is handed to every matching subscriber and kept in the
+// history as it is: for a T that holds pointers, slices or maps, they all
+// share what those point to. Treat published data as immutable (publish a
+// new value instead of changing one already published), or use a value type.
+//
+// # Several kinds of events
+//
+// A bus carries one type. For several kinds, either give T a field per kind
+// (a tagged union: a Kind string and one pointer field per kind, set
+// exactly one) and route by topic ("orders.created", "users.renamed"), or
+// make one bus per type. A union keeps one sequence for everything (one
+// resume point per client); separate buses keep types apart but each has its
+// own Seq and Epoch.
 //
 // # Concurrency
 //
