@@ -255,6 +255,11 @@ func TestBrowserSlowPageIsCutOffAndRecovers(t *testing.T) {
 	alice.waitFor(`__ws.closes.includes(4000)`)
 	t.Logf("the page saw close code 4000 after %v (it had %d messages by then)",
 		time.Since(began), evalJS[int](alice, `__chat.received`))
+	// The bridge counts a cut-off before it sends the close, so the scrape
+	// shows it once the page has seen it.
+	if n := scrape(t, ct.hs.URL)[`whalesong_bridge_disconnects_total{reason="slow"}`]; n < 1 {
+		t.Errorf("whalesong_bridge_disconnects_total{reason=\"slow\"} = %v after the page saw 4000", n)
+	}
 	alice.waitFor(fmt.Sprintf(`__chat.state === "open" && __chat.lastSeq === %d`, last))
 	t.Logf("the page had every message after %v", time.Since(began))
 	got := evalJS[struct {

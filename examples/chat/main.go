@@ -1,6 +1,7 @@
 // Command chat is a small chat with rooms on a whalesong bus: every room is
 // a topic chat.<room>, the page subscribes with the last 50 messages and
-// resumes by itself after a dropped connection.
+// resumes by itself after a dropped connection. Prometheus metrics of the
+// bus and the bridge are at /metrics.
 //
 //	go run ./examples/chat            # http://localhost:8080
 //	go run ./examples/chat -addr :9000

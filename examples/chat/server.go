@@ -44,15 +44,17 @@ var (
 //go:embed static
 var staticFiles embed.FS
 
-// server is the chat's HTTP side: the page, the client module and the
-// WebSocket bridge to one bus. Tests build it without listening on a port.
+// server is the chat's HTTP side: the page, the client module, the
+// WebSocket bridge to one bus and its metrics. Tests build it without
+// listening on a port.
 type server struct {
 	mux    *http.ServeMux
 	bridge *bridge.Bridge[Message]
 }
 
-// newServer routes / to the page, /whalesong.js to the browser client and
-// /ws to a bridge on b that lets a client publish only to chat.<room>.
+// newServer routes / to the page, /whalesong.js to the browser client, /ws
+// to a bridge on b that lets a client publish only to chat.<room>, and
+// /metrics to the bus's and the bridge's metrics for Prometheus.
 // Extra bridge options (tests use them) come after the chat's own.
 func newServer(b *bus.Bus[Message], opts ...bridge.Option) *server {
 	static, err := fs.Sub(staticFiles, "static")
@@ -70,11 +72,13 @@ func newServer(b *bus.Bus[Message], opts ...bridge.Option) *server {
 	}
 	s.mux.Handle("GET /whalesong.js", bridge.ClientJS())
 	s.mux.Handle("GET /ws", s.bridge)
+	s.mux.Handle("GET /metrics", metricsHandler(b, s.bridge))
 	s.mux.Handle("GET /", pageHeaders(http.FileServerFS(static)))
 	return s
 }
 
-// ServeHTTP serves the page, the client module and the WebSocket endpoint.
+// ServeHTTP serves the page, the client module, the WebSocket endpoint and
+// the metrics.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }

@@ -1,0 +1,92 @@
+package metrics
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/whalesong/bus/bridge"
+)
+
+// BridgeSource is what a BridgeCollector reads: a *bridge.Bridge[T] of any T.
+type BridgeSource interface {
+	Stats() bridge.Stats
+}
+
+// The reasons of whalesong_bridge_disconnects_total.
+const (
+	reasonSlow  = "slow"  // Stats.SlowDisconnects: close code 4000, backlog past WithMaxBacklog
+	reasonAbuse = "abuse" // Stats.AbuseDisconnects: close code 4001, bad-frame budget spent
+)
+
+// BridgeCollector is a prometheus.Collector for the Stats of one bridge.
+// Make it with NewBridgeCollector.
+type BridgeCollector struct {
+	src         BridgeSource
+	stats       statSet[bridge.Stats]
+	disconnects *prometheus.Desc // by reason
+	rejections  *prometheus.Desc // by code
+	invalid     *prometheus.Desc // non-nil when src is nil: Register fails with it
+}
+
+// NewBridgeCollector returns a collector of br's Stats, to register with a
+// prometheus.Registerer; the package doc lists what it exports. A nil br
+// makes Register fail with ErrNilSource.
+func NewBridgeCollector(br BridgeSource, opts ...Option) *BridgeCollector {
+	cfg := newConfig(opts)
+	c := &BridgeCollector{src: br, stats: statSet[bridge.Stats]{cfg: cfg, sub: "bridge"}}
+	if br == nil {
+		c.invalid = prometheus.NewInvalidDesc(fmt.Errorf("%w: NewBridgeCollector(nil)", ErrNilSource))
+	}
+	s := &c.stats
+	s.gauge("clients", "Open client connections.",
+		func(st bridge.Stats) float64 { return float64(st.Clients) })
+	s.gauge("subscriptions", "Live client subscriptions, over all connections.",
+		func(st bridge.Stats) float64 { return float64(st.Subscriptions) })
+	s.gauge("patterns", "Distinct patterns of the client subscriptions, each served by one bus subscription.",
+		func(st bridge.Stats) float64 { return float64(st.Patterns) })
+	s.counter("frames_received_total", "Frames received from clients.",
+		func(st bridge.Stats) float64 { return float64(st.FramesIn) })
+	s.counter("frames_sent_total", "Frames written to clients.",
+		func(st bridge.Stats) float64 { return float64(st.FramesOut) })
+	s.counter("events_sent_total", "Events written to clients, one per event per client.",
+		func(st bridge.Stats) float64 { return float64(st.EventsOut) })
+	s.counter("publishes_total", "Client publishes that reached the bus.",
+		func(st bridge.Stats) float64 { return float64(st.Published) })
+	s.counter("publishes_deduplicated_total", "Client publishes retried within the dedup window, answered without publishing again.",
+		func(st bridge.Stats) float64 { return float64(st.Deduplicated) })
+	s.counter("codec_errors_total", "Events the codec could not encode, delivered with null data and an error.",
+		func(st bridge.Stats) float64 { return float64(st.CodecErrors) })
+	c.disconnects = s.desc("disconnects_total",
+		"Connections the bridge cut off, by reason: slow (close code 4000, backlog past WithMaxBacklog) or abuse (4001, bad-frame budget spent).",
+		labelReason)
+	c.rejections = s.desc("rejections_total", "Error frames sent to clients, by error code.", labelCode)
+	return c
+}
+
+// Describe sends the description of every metric c can export. It is part of
+// prometheus.Collector.
+func (c *BridgeCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.invalid != nil {
+		ch <- c.invalid
+		return
+	}
+	c.stats.describe(ch)
+	ch <- c.disconnects
+	ch <- c.rejections
+}
+
+// Collect reads the bridge's Stats and sends them as metrics. It is part of
+// prometheus.Collector; a registry calls it on every scrape.
+func (c *BridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.invalid != nil {
+		return
+	}
+	st := c.src.Stats()
+	c.stats.collect(ch, st)
+	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.SlowDisconnects), reasonSlow)
+	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.AbuseDisconnects), reasonAbuse)
+	for code, n := range st.Rejected {
+		ch <- constMetric(c.rejections, prometheus.CounterValue, float64(n), code)
+	}
+}
