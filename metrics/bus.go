@@ -38,11 +38,8 @@ func NewBusCollector(b BusSource, opts ...Option) *BusCollector {
 		func(st bus.Stats) float64 { return float64(st.Delivered) })
 	s.counter("events_dropped_total", "Events lost by subscribers with the DropOldest or DropNewest policy.",
 		func(st bus.Stats) float64 { return float64(st.Dropped) })
-	// TODO(Superseded): bus.Stats gains Superseded uint64 (API.md, additions
-	// of 2026-12-01: events replaced under the Conflate policy). When it
-	// lands, export it here and list it in the package doc:
-	//	s.counter("events_superseded_total", "Queued events replaced by a newer event of their topic under the Conflate policy.",
-	//		func(st bus.Stats) float64 { return float64(st.Superseded) })
+	s.counter("events_superseded_total", "Queued events replaced by a newer event of their topic under the Conflate policy.",
+		func(st bus.Stats) float64 { return float64(st.Superseded) })
 	s.gauge("subscriptions", "Live subscriptions on the bus.",
 		func(st bus.Stats) float64 { return float64(st.Subscribers) })
 	s.gauge("topics", "Topics with retained events or a subscription naming them literally.",

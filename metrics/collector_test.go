@@ -34,14 +34,15 @@ func (f fixedBridge) Stats() bridge.Stats { return bridge.Stats(f) }
 // of its own, so that a field exported under another's name, or as the
 // wrong type, or not at all, fails.
 func TestBusCollectorExportsEveryField(t *testing.T) {
-	src := fixedBus{Published: 11, Delivered: 13, Dropped: 17, Subscribers: 2, Topics: 3, Retained: 5}
+	src := fixedBus{Published: 11, Delivered: 13, Dropped: 17, Superseded: 19, Subscribers: 2, Topics: 3, Retained: 5}
 	expect(t, gather(t, metrics.NewBusCollector(src)), map[string]sample{
-		"whalesong_bus_events_published_total": counter(11),
-		"whalesong_bus_events_delivered_total": counter(13),
-		"whalesong_bus_events_dropped_total":   counter(17),
-		"whalesong_bus_subscriptions":          gauge(2),
-		"whalesong_bus_topics":                 gauge(3),
-		"whalesong_bus_retained_events":        gauge(5),
+		"whalesong_bus_events_published_total":  counter(11),
+		"whalesong_bus_events_delivered_total":  counter(13),
+		"whalesong_bus_events_dropped_total":    counter(17),
+		"whalesong_bus_events_superseded_total": counter(19),
+		"whalesong_bus_subscriptions":           gauge(2),
+		"whalesong_bus_topics":                  gauge(3),
+		"whalesong_bus_retained_events":         gauge(5),
 	})
 }
 
@@ -89,8 +90,8 @@ func TestNamesPassLint(t *testing.T) {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 7+12 {
-		t.Errorf("linted %d series, want all 19", n)
+	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+12 {
+		t.Errorf("linted %d series, want all 20", n)
 	}
 }
 
@@ -105,12 +106,13 @@ func TestRealBus(t *testing.T) {
 	fromStats := func() map[string]sample {
 		st := b.Stats()
 		return map[string]sample{
-			"whalesong_bus_events_published_total": counter(float64(st.Published)),
-			"whalesong_bus_events_delivered_total": counter(float64(st.Delivered)),
-			"whalesong_bus_events_dropped_total":   counter(float64(st.Dropped)),
-			"whalesong_bus_subscriptions":          gauge(float64(st.Subscribers)),
-			"whalesong_bus_topics":                 gauge(float64(st.Topics)),
-			"whalesong_bus_retained_events":        gauge(float64(st.Retained)),
+			"whalesong_bus_events_published_total":  counter(float64(st.Published)),
+			"whalesong_bus_events_delivered_total":  counter(float64(st.Delivered)),
+			"whalesong_bus_events_dropped_total":    counter(float64(st.Dropped)),
+			"whalesong_bus_events_superseded_total": counter(float64(st.Superseded)),
+			"whalesong_bus_subscriptions":           gauge(float64(st.Subscribers)),
+			"whalesong_bus_topics":                  gauge(float64(st.Topics)),
+			"whalesong_bus_retained_events":         gauge(float64(st.Retained)),
 		}
 	}
 	expect(t, gatherFrom(t, reg), fromStats())

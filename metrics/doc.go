@@ -19,7 +19,8 @@
 //
 //	whalesong_bus_events_published_total          counter  bus.Stats.Published
 //	whalesong_bus_events_delivered_total          counter  bus.Stats.Delivered (replayed events included)
-//	whalesong_bus_events_dropped_total            counter  bus.Stats.Dropped (DropOldest, DropNewest)
+//	whalesong_bus_events_dropped_total            counter  bus.Stats.Dropped (DropOldest, DropNewest, Conflate)
+//	whalesong_bus_events_superseded_total         counter  bus.Stats.Superseded (Conflate)
 //	whalesong_bus_subscriptions                   gauge    bus.Stats.Subscribers
 //	whalesong_bus_topics                          gauge    bus.Stats.Topics
 //	whalesong_bus_retained_events                 gauge    bus.Stats.Retained

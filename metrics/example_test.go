@@ -96,8 +96,7 @@ func ExampleWithNamespace() {
 }
 
 // inbox is a worker's queue: anything with Pending and Pattern can be
-// watched. (TODO(Pending): watch a *bus.Subscription here once it has
-// Pending.)
+// watched, a *bus.Subscription as well.
 type inbox chan string
 
 func (q inbox) Pending() int    { return len(q) }

@@ -19,13 +19,6 @@ const (
 // Subscription is what BusCollector.Watch reads: a *bus.Subscription[T] of
 // any T, or anything else that can say how many events wait unread in it.
 type Subscription interface {
-	// TODO(Pending): *bus.Subscription[T] gains Pending (API.md, additions
-	// of 2026-12-01); until it lands it does not satisfy this interface.
-	// Then add the compile-time check
-	// var _ Subscription = (*bus.Subscription[int])(nil) to the tests, a
-	// test that watches real subscriptions (a reader that falls behind, one
-	// ended by Disconnect and forgotten).
-
 	// Pending is the number of events queued and not yet read.
 	Pending() int
 	// Pattern is the pattern the subscription was made with.

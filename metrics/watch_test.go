@@ -1,8 +1,10 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	bus "github.com/whalesong/bus"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,5 +243,40 @@ func TestWatchConcurrent(t *testing.T) {
 	}
 	if !equalMaps(got, want) {
 		t.Errorf("after the storm: %v, want %v", got, want)
+	}
+}
+
+var _ metrics.Subscription = (*bus.Subscription[int])(nil)
+
+// TestWatchRealSubscription: a reader that falls behind shows as its
+// Pending; one ended by Disconnect is forgotten at the next scrape.
+func TestWatchRealSubscription(t *testing.T) {
+	b := bus.New[int]()
+	defer b.Close()
+	c := metrics.NewBusCollector(b)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	slow, _ := b.Subscribe("jobs.>", bus.WithBuffer(4), bus.WithPolicy(bus.Disconnect))
+	if _, err := c.Watch("worker", slow); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := b.Publish(context.Background(), "jobs.mail", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pendings(t, reg); got[pendingSeries("worker", "jobs.>")] != 3 {
+		t.Fatalf("behind by 3: %v", got)
+	}
+	for i := range 2 { // overflow: Disconnect ends it
+		if _, err := b.Publish(context.Background(), "jobs.mail", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slow.Err() == nil {
+		t.Fatal("the slow subscription did not end")
+	}
+	if got := pendings(t, reg); len(got) != 0 {
+		t.Fatalf("an ended subscription is still exported: %v", got)
 	}
 }
