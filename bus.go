@@ -44,6 +44,7 @@ type Bus[T any] struct {
 	literal map[string]int       // subscriptions per literal pattern, for Stats.Topics
 	matches []*Subscription[T]   // scratch for route
 	routes  map[string]*route[T] // by topic, until the tree changes
+	recent  *route[T]            // the last route used: a hot topic skips the map
 	clock   clock
 	counts  counts
 	closed  bool
@@ -174,32 +175,39 @@ const maxRoutes = 4096
 // route is where events of one topic go: the matching subscriptions
 // (read-only) and the topic's history, looked up once and cached.
 type route[T any] struct {
-	subs []*Subscription[T]
-	log  *topicLog[T] // nil until the first event, or once forgotten
+	topic string
+	subs  []*Subscription[T]
+	log   *topicLog[T] // nil until the first event, or once forgotten
 }
 
 // route returns the route of topic. A topic published before is answered
 // from a cache that every change of the subject tree empties; a new one is
 // checked against the grammar and looked up in the tree. Called under b.mu.
 func (b *Bus[T]) route(topic string) (*route[T], error) {
+	if r := b.recent; r != nil && r.topic == topic {
+		return r, nil
+	}
 	if r, ok := b.routes[topic]; ok {
+		b.recent = r
 		return r, nil
 	}
 	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
 	b.matches = b.tree.match(topic, b.matches[:0])
-	r := &route[T]{subs: slices.Clone(b.matches), log: b.hist.lookup(topic)}
+	r := &route[T]{topic: strings.Clone(topic), subs: slices.Clone(b.matches), log: b.hist.lookup(topic)}
 	clear(b.matches)
 	if len(b.routes) >= maxRoutes {
 		clear(b.routes)
 	}
-	b.routes[strings.Clone(topic)] = r
+	b.routes[r.topic] = r
+	b.recent = r
 	return r, nil
 }
 
 // forgetRoutes empties the route cache: the subject tree changed.
 func (b *Bus[T]) forgetRoutes() {
+	b.recent = nil
 	if len(b.routes) > 0 {
 		clear(b.routes)
 	}

@@ -19,12 +19,22 @@ func (r *ring[T]) push(ev Event[T], capacity int) (old Event[T], evicted bool) {
 	if r.n == len(r.buf) {
 		old = r.buf[r.head]
 		r.buf[r.head] = ev
-		r.head = (r.head + 1) % len(r.buf)
+		if r.head++; r.head == len(r.buf) {
+			r.head = 0
+		}
 		return old, true
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.buf[r.index(r.n)] = ev
 	r.n++
 	return old, false
+}
+
+// index is the buffer index of the i-th oldest event (i < len(buf)).
+func (r *ring[T]) index(i int) int {
+	if i += r.head; i >= len(r.buf) {
+		i -= len(r.buf)
+	}
+	return i
 }
 
 func (r *ring[T]) grow(capacity int) {
@@ -40,14 +50,16 @@ func (r *ring[T]) grow(capacity int) {
 func (r *ring[T]) pop() Event[T] {
 	ev := r.buf[r.head]
 	r.buf[r.head] = Event[T]{} // let the data be collected
-	r.head = (r.head + 1) % len(r.buf)
+	if r.head++; r.head == len(r.buf) {
+		r.head = 0
+	}
 	r.n--
 	return ev
 }
 
 // at returns the i-th oldest event.
 func (r *ring[T]) at(i int) *Event[T] {
-	return &r.buf[(r.head+i)%len(r.buf)]
+	return &r.buf[r.index(i)]
 }
 
 // newest returns the newest event; the ring must not be empty.

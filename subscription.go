@@ -102,18 +102,25 @@ func (s *Subscription[T]) C() <-chan Event[T] { return s.ch }
 // is drained, the reason it ended (see Err); or ctx.Err() if ctx ends first.
 func (s *Subscription[T]) Next(ctx context.Context) (Event[T], error) {
 	for {
-		select {
-		case ev, ok := <-s.ch:
-			return s.received(ev, ok)
-		default:
-		}
-		if s.feed.Load() && s.bus.feedOne(s) {
-			continue
+		if s.feed.Load() { // events wait outside the channel: top it up first
+			select {
+			case ev, ok := <-s.ch:
+				return s.received(ev, ok)
+			default:
+			}
+			if s.bus.feedOne(s) {
+				continue
+			}
 		}
 		done := ctx.Done()
 		if done == nil { // a ctx that never ends: a plain receive is cheaper
 			ev, ok := <-s.ch
 			return s.received(ev, ok)
+		}
+		select {
+		case ev, ok := <-s.ch:
+			return s.received(ev, ok)
+		default:
 		}
 		select {
 		case ev, ok := <-s.ch:
