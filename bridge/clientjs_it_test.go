@@ -357,11 +357,27 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
+// jsAttempt is one refused attempt as refused_it.mjs saw it.
+type jsAttempt struct {
+	Ms      int     `json:"ms"`
+	Code    int     `json:"code"`
+	RetryIn float64 `json:"retryIn"`
+	Errors  []struct {
+		Code   string `json:"code"`
+		Status int    `json:"status"`
+	} `json:"errors"`
+}
+
 // TestClientJSRefusedHandshake runs the served client in node against
 // handshakes a real bridge refuses: 401 (WithAuthenticate), 403 (a foreign
 // Origin) and 404 (nothing at the path). Node 20 fires error and never close
 // on them; the client must end each attempt when the refusal comes, not at
-// its connect timeout (a minute here), and report the drop once.
+// its connect timeout (a minute here), and report the drop once. Its probe
+// (a plain GET of the same URL, which the bridge answers with the
+// handshake's verdict) must turn each into the error code the page sees,
+// followed by the long abuse delay, which reconnect() skips. /auth is dialed
+// through a url function: each attempt, and its probe, carries that
+// attempt's token.
 func TestClientJSRefusedHandshake(t *testing.T) {
 	node, flags := findNode(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -378,13 +394,19 @@ func TestClientJSRefusedHandshake(t *testing.T) {
 	mux.Handle("/auth", brAuth)
 	mux.Handle("/origin", brOrigin)
 	var mu sync.Mutex
-	statuses := map[string][]int{} // path -> statuses answered, guarded by mu
+	type answer struct {
+		status  int
+		upgrade bool
+		query   string
+	}
+	answers := map[string][]answer{} // path -> requests answered, guarded by mu
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		mux.ServeHTTP(sw, r)
 		mu.Lock()
 		defer mu.Unlock()
-		statuses[r.URL.Path] = append(statuses[r.URL.Path], sw.status)
+		a := answer{status: sw.status, upgrade: strings.EqualFold(r.Header.Get("Upgrade"), "websocket"), query: r.URL.RawQuery}
+		answers[r.URL.Path] = append(answers[r.URL.Path], a)
 	}))
 	defer srv.Close()
 
@@ -398,23 +420,58 @@ func TestClientJSRefusedHandshake(t *testing.T) {
 		"WHALESONG_CLIENT_URL=" + (&url.URL{Scheme: "file", Path: filepath.ToSlash(module)}).String(),
 	}
 	js := startScript(t, ctx, node, append(slices.Clone(flags), script), env)
-	want := map[string]int{"/auth": http.StatusUnauthorized, "/origin": http.StatusForbidden, "/missing": http.StatusNotFound}
-	for _, path := range []string{"/auth", "/origin", "/missing"} {
-		st := js.step("refused")
-		if st.Path != path || st.Code != 1006 || !slices.Equal(st.States, []string{"connecting"}) {
-			t.Errorf("%s: got path %q, close code %d, states %v; want %s, 1006, one connecting with a retry", path, st.Path, st.Code, st.States, path)
-		}
-		if st.Ms > 5000 {
-			t.Errorf("%s: the refused attempt ended after %d ms; want it to end at the refusal, not at the 60 s connect timeout", path, st.Ms)
-		}
-		t.Logf("%s: refused attempt ended after %d ms", path, st.Ms)
+	type refused struct {
+		Path   string    `json:"path"`
+		First  jsAttempt `json:"first"`
+		Again  jsAttempt `json:"again"`
+		States []string  `json:"states"`
 	}
-	srv.Close() // waits for the handlers: statuses is complete
+	want := map[string]struct {
+		status int
+		code   string
+	}{
+		"/auth":    {http.StatusUnauthorized, "unauthorized"},
+		"/origin":  {http.StatusForbidden, "forbidden"},
+		"/missing": {http.StatusNotFound, "not_found"},
+	}
+	for _, path := range []string{"/auth", "/origin", "/missing"} {
+		var st refused
+		js.stepInto("refused", &st)
+		w := want[path]
+		if st.Path != path || !slices.Equal(st.States, []string{"connecting", "connecting"}) {
+			t.Errorf("%s: got path %q, states %v; want %s, connecting with a retry twice", path, st.Path, st.States, path)
+		}
+		for i, a := range []jsAttempt{st.First, st.Again} {
+			if a.Code != 1006 || len(a.Errors) != 1 || a.Errors[0].Code != w.code || a.Errors[0].Status != w.status {
+				t.Errorf("%s attempt %d: close code %d, errors %+v; want 1006 and one error %s (HTTP %d)", path, i+1, a.Code, a.Errors, w.code, w.status)
+			}
+			if a.Ms > 5000 {
+				t.Errorf("%s attempt %d ended after %d ms; want it to end at the refusal, not at the 60 s connect timeout, nor after the abuse delay", path, i+1, a.Ms)
+			}
+			if a.RetryIn < 60000 || a.RetryIn > 120000 {
+				t.Errorf("%s attempt %d: retry in %.0f ms, want the abuse delay (60-120 s)", path, i+1, a.RetryIn)
+			}
+		}
+		t.Logf("%s: refused attempt ended after %d ms, the one reconnect() started after %d ms", path, st.First.Ms, st.Again.Ms)
+	}
+	srv.Close() // waits for the handlers: answers is complete
 	mu.Lock()
 	defer mu.Unlock()
-	for path, code := range want {
-		if got := statuses[path]; !slices.Equal(got, []int{code}) {
-			t.Errorf("%s answered %v; want one attempt answered %d", path, got, code)
+	for path, w := range want {
+		var got []answer
+		for _, a := range answers[path] {
+			got = append(got, answer{status: a.status, upgrade: a.upgrade})
 		}
+		hs, probe := answer{status: w.status, upgrade: true}, answer{status: w.status}
+		if !slices.Equal(got, []answer{hs, probe, hs, probe}) {
+			t.Errorf("%s answered %+v; want two attempts, each a handshake and its probe, answered %d", path, answers[path], w.status)
+		}
+	}
+	var queries []string
+	for _, a := range answers["/auth"] {
+		queries = append(queries, a.query)
+	}
+	if !slices.Equal(queries, []string{"token=1", "token=1", "token=2", "token=2"}) {
+		t.Errorf("/auth saw queries %v; want the url function called once per attempt, its probe at that attempt's URL", queries)
 	}
 }

@@ -207,21 +207,33 @@ func startScript(t *testing.T, ctx context.Context, node string, args []string, 
 // step waits for the script's next line and checks it is the named step.
 func (s *nodeScript) step(name string) jsStep {
 	s.t.Helper()
+	var st jsStep
+	s.stepInto(name, &st)
+	return st
+}
+
+// stepInto waits for the script's next line, checks it is the named step
+// and decodes it into v (a struct of the script's own fields).
+func (s *nodeScript) stepInto(name string, v any) {
+	s.t.Helper()
 	select {
 	case line, ok := <-s.lines:
 		if !ok {
 			<-s.done
 			s.t.Fatalf("node exited before step %q: %v\nstderr:\n%s", name, s.waitErr, s.stderr)
 		}
-		var st jsStep
-		if err := json.Unmarshal([]byte(line), &st); err != nil || st.Step != name {
+		var head struct {
+			Step string `json:"step"`
+		}
+		if err := json.Unmarshal([]byte(line), &head); err != nil || head.Step != name {
 			s.t.Fatalf("want step %q, got %q (%v)\nstderr:\n%s", name, line, err, s.stderr)
 		}
-		return st
+		if err := json.Unmarshal([]byte(line), v); err != nil {
+			s.t.Fatalf("step %q: %v in %q", name, err, line)
+		}
 	case <-time.After(20 * time.Second):
 		s.t.Fatalf("no step %q within 20s\nstderr:\n%s", name, s.stderr)
 	}
-	return jsStep{}
 }
 
 func (s *nodeScript) send(cmd string) {

@@ -90,11 +90,12 @@ export class FakeWebSocket {
     this.onerror?.({ type: "error" });
   }
 
-  // ack answers the latest sub frame for sub id `sub`.
-  ack(sub, { epoch = EPOCH, recovered = true, from = 0 } = {}) {
+  // ack answers the latest sub frame for sub id `sub`; extra fields (replayed,
+  // until, reason, missing) go into the answer as given.
+  ack(sub, { epoch = EPOCH, recovered = true, from = 0, ...extra } = {}) {
     const req = this.frames("sub").filter((f) => f.sub === sub).at(-1);
     assert.ok(req, `no sub frame for ${sub}`);
-    this.serverSend({ op: "subscribed", id: req.id, sub, epoch, recovered, from });
+    this.serverSend({ op: "subscribed", id: req.id, sub, epoch, recovered, from, ...extra });
   }
 
   events(...evs) {
@@ -103,6 +104,45 @@ export class FakeWebSocket {
       events: evs.map(([subs, seq, data, topic = "t.a"]) => ({ subs, seq, topic, time: "2026-11-27T17:32:28.123456789Z", data })),
     });
   }
+}
+
+// FakeFetch records the probe's requests; the test answers each one with
+// respond(status), fail() (a network error) or leaves it pending.
+export class FakeFetch {
+  calls = []; // {url, init, respond, fail}
+  fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      const call = {
+        url,
+        init,
+        respond: (status) => resolve({ status, body: { cancel: () => Promise.resolve() } }),
+        fail: (msg = "fetch failed") => reject(new TypeError(msg)),
+      };
+      init?.signal?.addEventListener("abort", () => {
+        call.aborted = true;
+        reject(new DOMException("aborted", "AbortError"));
+      });
+      this.calls.push(call);
+    });
+}
+
+// flush lets every pending promise reaction run (a fetch answer, a url
+// function's promise): setImmediate comes after all of them.
+export function flush() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+// settled tells whether a promise has settled after every pending reaction
+// ran: "pending", {value} or {error} (a test that awaits a promise a broken
+// client never settles would hang instead of failing).
+export async function settled(p) {
+  let r = "pending";
+  p.then(
+    (value) => (r = { value }),
+    (error) => (r = { error }),
+  );
+  await flush();
+  return r;
 }
 
 // FakeStorage is a Storage-like map.
@@ -121,16 +161,19 @@ export class FakeStorage {
 
 // setup makes a client on fakes with a fixed random (default 1: the top of
 // each jitter range) and returns the pieces plus a record of its events.
-export function setup(opts = {}) {
+// opts.url (default "ws://test/ws") is connect's first argument.
+export function setup({ url = "ws://test/ws", ...opts } = {}) {
   FakeWebSocket.instances = [];
   const clock = new FakeClock();
   const log = { states: [], gaps: [], errors: [], order: [] };
-  const client = connect("ws://test/ws", {
+  const client = connect(url, {
     WebSocket: FakeWebSocket,
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
+    now: () => clock.now,
     random: () => 0.999999,
     pingInterval: 0,
+    fetch: null, // no refusal probe unless a test gives a fetch
     ...opts,
   });
   client.on("state", (s, d) => log.states.push(d ? { s, ...d } : { s }));
@@ -138,7 +181,10 @@ export function setup(opts = {}) {
     log.gaps.push(g);
     log.order.push(`gap:${g.pattern}`);
   });
-  client.on("error", (e) => log.errors.push(e));
+  client.on("error", (e) => {
+    log.errors.push(e);
+    log.order.push(`error:${e.code}`);
+  });
   const ws = () => FakeWebSocket.instances.at(-1);
   return { client, clock, log, ws, sockets: FakeWebSocket.instances };
 }

@@ -35,3 +35,30 @@ test("without any WebSocket, connect fails with a clear TypeError", () => {
     if (saved) globalThis.WebSocket = saved;
   }
 });
+
+test("every error code the module makes, and every server code of PROTOCOL.md, is in the ErrorCode union", () => {
+  const union = dts.match(/export type ErrorCode =([^;]+);/);
+  assert.ok(union, "ErrorCode type missing");
+  const declared = new Set([...union[1].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]));
+  const made = new Set([
+    ...[...code.matchAll(/new WhalesongError\("([a-z_]+)"/g)].map((m) => m[1]),
+    ...[...code.matchAll(/code: "([a-z_]+)"/g)].map((m) => m[1]), // the probe's verdicts
+    ...(code.includes("function kickedError") ? ["kicked"] : []),
+  ]);
+  assert.ok(made.size >= 15, `found only ${[...made]}`);
+  for (const c of made) assert.ok(declared.has(c), `code ${c} made by whalesong.js is not in ErrorCode`);
+  const protocol = readFileSync(new URL("../../PROTOCOL.md", import.meta.url), "utf8");
+  const table = protocol.slice(protocol.indexOf("## Error codes"), protocol.indexOf("## Limits"));
+  const server = [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+  assert.ok(server.length >= 10, `found only ${server} in PROTOCOL.md`);
+  for (const c of server) assert.ok(declared.has(c), `server code ${c} (PROTOCOL.md) is not in ErrorCode`);
+});
+
+test("every option connect() reads is documented in ConnectOptions", () => {
+  const read = new Set([...code.matchAll(/options\.([A-Za-z]+)/g)].map((m) => m[1]));
+  const opts = dts.slice(dts.indexOf("export interface ConnectOptions"), dts.indexOf("export interface Position"));
+  for (const name of [...read, ...Object.keys(ws.DEFAULTS)]) {
+    assert.match(opts, new RegExp(`\\n\\s+${name}\\?:`), `option ${name} missing from ConnectOptions`);
+  }
+  for (const name of ["fetch", "now", "setTimeout", "WebSocket"]) assert.ok(read.has(name), `${name} is read`);
+});

@@ -10,8 +10,8 @@ import { EPOCH, EPOCH2 } from "./fakes.js";
 
 const STATES = ["waiting", "subscribing", "live", "ended"];
 
-function newSub({ intent = null, position = null } = {}) {
-  return new Subscription({ client: null, id: "s1", pattern: "t.>", handler: () => {}, intent, position });
+function newSub({ intent = null, fallback = null, position = null, conflate = false } = {}) {
+  return new Subscription({ client: null, id: "s1", pattern: "t.>", handler: () => {}, intent, fallback, position, conflate });
 }
 
 const ev = (seq, extra = {}) => ({ subs: ["s1"], seq, topic: "t.a", time: "2026-11-27T17:32:28Z", data: seq, ...extra });
@@ -56,6 +56,14 @@ test("_sent: only from waiting, to subscribing; the frame resumes from the posit
     { name: "intent last", opts: { intent: { last: 5 } }, want: { last: 5 } },
     { name: "intent after seq", opts: { intent: { after: { seq: 0 } } }, want: { after: { seq: 0 } } },
     { name: "position wins", opts: { intent: { last: 5 }, position: { epoch: EPOCH, seq: 9 } }, want: { after: { epoch: EPOCH, seq: 9 } } },
+    {
+      name: "position with a fallback",
+      opts: { intent: { latest: true }, fallback: { latest: true }, position: { epoch: EPOCH, seq: 9 } },
+      want: { after: { epoch: EPOCH, seq: 9 }, fallback: { latest: true } },
+    },
+    { name: "no position: the intent, never the fallback", opts: { intent: { last: 5 }, fallback: { last: 5 } }, want: { last: 5 } },
+    { name: "conflate", opts: { intent: { latest: true }, conflate: true }, want: { latest: true, conflate: true } },
+    { name: "conflate on a resume", opts: { conflate: true, position: { epoch: EPOCH, seq: 2 } }, want: { after: { epoch: EPOCH, seq: 2 }, conflate: true } },
   ];
   for (const c of table) {
     const sub = newSub(c.opts);
@@ -106,10 +114,10 @@ test("_acknowledged: only the awaited answer, from subscribing, makes it live", 
 test("_acknowledged: the position, the gap and ready, case by case", async () => {
   const table = [
     { name: "first, live", prev: null, msg: { recovered: true, from: 10 }, pos: { epoch: EPOCH, seq: 10 }, gap: false },
-    { name: "first, lost", prev: null, msg: { recovered: false, from: 10 }, pos: { epoch: EPOCH, seq: 10 }, gap: true },
+    { name: "first, lost", prev: null, msg: { recovered: false, from: 10 }, pos: { epoch: EPOCH, seq: 10 }, gap: { reason: "evicted", after: 0, before: 11 } },
     { name: "resume, never back", prev: { epoch: EPOCH, seq: 12 }, msg: { recovered: true, from: 10 }, pos: { epoch: EPOCH, seq: 12 }, gap: false },
-    { name: "resume, server ahead", prev: { epoch: EPOCH, seq: 5 }, msg: { recovered: false, from: 10 }, pos: { epoch: EPOCH, seq: 10 }, gap: true },
-    { name: "new epoch even if recovered", prev: { epoch: EPOCH, seq: 50 }, msg: { epoch: EPOCH2, recovered: true, from: 0 }, pos: { epoch: EPOCH2, seq: 0 }, gap: true },
+    { name: "resume, server ahead", prev: { epoch: EPOCH, seq: 5 }, msg: { recovered: false, from: 10 }, pos: { epoch: EPOCH, seq: 10 }, gap: { reason: "evicted", after: 5, before: 11 } },
+    { name: "new epoch even if recovered", prev: { epoch: EPOCH, seq: 50 }, msg: { epoch: EPOCH2, recovered: true, from: 0 }, pos: { epoch: EPOCH2, seq: 0 }, gap: { reason: "reset", after: 50, before: 1 } },
     { name: "no epoch in the answer: the connection's", prev: null, msg: { recovered: true, from: 3, epoch: undefined }, conn: EPOCH2, pos: { epoch: EPOCH2, seq: 3 }, gap: false },
     { name: "no from: 0", prev: null, msg: { recovered: true, from: "x" }, pos: { epoch: EPOCH, seq: 0 }, gap: false },
   ];
@@ -119,7 +127,7 @@ test("_acknowledged: the position, the gap and ready, case by case", async () =>
     const r = sub._acknowledged({ id: "r1", epoch: EPOCH, ...c.msg }, c.conn || EPOCH);
     assert.equal(sub.state, "live", c.name);
     assert.deepEqual(sub.position, c.pos, c.name);
-    assert.deepEqual(r.gap, c.gap ? { pattern: "t.>" } : null, c.name);
+    assert.deepEqual(r.gap, c.gap ? { pattern: "t.>", ...c.gap } : null, c.name);
     assert.deepEqual(await sub.ready, { recovered: !c.gap }, c.name);
   }
 });
@@ -137,7 +145,7 @@ test("ready settles once: a later gap after a reconnect does not change it", asy
   sub._dropped();
   sub._sent("r2");
   const r = sub._acknowledged({ id: "r2", epoch: EPOCH, recovered: false, from: 10 }, EPOCH);
-  assert.deepEqual(r.gap, { pattern: "t.>" });
+  assert.deepEqual(r.gap, { pattern: "t.>", reason: "evicted", after: 10, before: 11 });
   assert.deepEqual(await sub.ready, { recovered: true });
 });
 
@@ -266,5 +274,10 @@ test("random walks over every transition keep the promises", async () => {
     const ready = await settled(sub.ready);
     assert.equal(ready === "pending", !acked && sub.state !== "ended", `seed ${seed}: ready ${JSON.stringify(ready)}`);
     if (acked) assert.equal(typeof ready.v.recovered, "boolean", `seed ${seed}`);
+    // these acks say nothing of until (an older server): caughtUp resolves at the first one
+    const caughtUp = await settled(sub.caughtUp);
+    if (acked) assert.deepEqual(caughtUp, { v: undefined }, `seed ${seed}: caughtUp at the first ack`);
+    else if (sub.state === "ended") assert.ok(caughtUp.e, `seed ${seed}: ended before an ack, caughtUp rejects`);
+    else assert.equal(caughtUp, "pending", `seed ${seed}`);
   }
 });

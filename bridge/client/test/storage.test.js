@@ -37,7 +37,7 @@ test("a stored position from another epoch gives a gap", () => {
   ws().hello(EPOCH2);
   assert.deepEqual(ws().frames("sub")[0].after, { epoch: EPOCH, seq: 99 });
   ws().ack(sub.id, { epoch: EPOCH2, from: 0, recovered: false });
-  assert.deepEqual(log.gaps, [{ pattern: "t.>" }]);
+  assert.deepEqual(log.gaps, [{ pattern: "t.>", reason: "reset", after: 99, before: 1 }]);
   assert.deepEqual(JSON.parse(storage.getItem("app/t.>")), { epoch: EPOCH2, seq: 0 });
 });
 

@@ -163,7 +163,7 @@ test("a first ack with recovered:false resolves ready {recovered:false} after a 
   ws().hello();
   ws().ack(sub.id, { from: 10, recovered: false });
   assert.deepEqual(await sub.ready, { recovered: false });
-  assert.deepEqual(log.gaps, [{ pattern: "t.>" }]);
+  assert.deepEqual(log.gaps, [{ pattern: "t.>", reason: "evicted", after: 0, before: 11 }]);
 });
 
 test("a new epoch (server restart) fires gap, then the new stream starts over at low seqs", () => {
