@@ -598,3 +598,23 @@ func BenchmarkWildcardResume(b *testing.B) {
 		bs.Close()
 	}
 }
+// BenchmarkParallelPublish is the publish path alone (nobody subscribed,
+// default history) with one publisher per P on a topic of its own: run it
+// with -cpu 1,2 to compare one publisher with two (ns/op is per publish,
+// all publishers together).
+func BenchmarkParallelPublish(b *testing.B) {
+	bs := New[benchPayload]()
+	defer bs.Close()
+	var worker atomic.Int32
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		topic := fmt.Sprintf("orders.p%d.created", worker.Add(1))
+		for i := 0; pb.Next(); i++ {
+			if _, err := bs.Publish(ctx, topic, benchPayloadFor(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
