@@ -1,0 +1,247 @@
+package natsbus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/whalesong/bus"
+)
+
+const (
+	// defaultPublishTimeout bounds a publish whose ctx has no deadline.
+	defaultPublishTimeout = 5 * time.Second
+	// tryTimeout is how long one try waits for its ack before the same id
+	// is sent again (a leader may have died with it).
+	tryTimeout = time.Second
+	// Pauses between tries that failed at once.
+	pubRetryMin = 5 * time.Millisecond
+	pubRetryMax = 200 * time.Millisecond
+	// maxPlainID is the longest caller id used as it is in Nats-Msg-Id.
+	maxPlainID = 128
+)
+
+// JetStream API error codes that Append treats specially.
+const (
+	errCodeInProcess = 10158 // duplicate message id is in process: clustered, still in flight
+	errCodeMsgSize   = 10054 // message size exceeds maximum allowed
+	errCodeNotMatch  = 10060 // expected stream does not match
+	errCodeSealed    = 10109 // stream is sealed
+)
+
+// outcome is what one try of a publish tells.
+type outcome int
+
+const (
+	acked        outcome = iota // stored (or stored before: a duplicate)
+	refused                     // not stored by this try; another may succeed
+	refusedAll                  // not stored, and no other try would be
+	unanswered                  // may have been stored
+	unanswerable                // may have been stored, and no other try can tell
+)
+
+// Append publishes one event to the stream with a Nats-Msg-Id, so that
+// every try of one id is stored at most once within the dedup window, and
+// returns its Seq. It tries again while ctx allows (5s without a deadline,
+// never past half the dedup window). An error wraps ErrNotStored when no
+// try can have been stored, and bus.ErrUncertain otherwise.
+func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint64, error) {
+	payload, err := l.cfg.codec.Marshal(data)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w: encode an event for %s: %w", ErrNotStored, ErrCodec, quote(topic), err)
+	}
+	mid := msgID(id)
+	msg := &nats.Msg{
+		Subject: l.prefix + topic,
+		Data:    payload,
+		Header:  nats.Header{jetstream.MsgIDHeader: {mid}, jetstream.ExpectedStreamHeader: {l.cfg.stream}},
+	}
+	seq, dup, err := l.publish(ctx, msg)
+	if err != nil {
+		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
+	}
+	if dup && id != "" {
+		if err := l.checkReuse(ctx, seq, msg.Subject); err != nil {
+			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
+		}
+	}
+	return seq, nil
+}
+
+// checkReuse refuses a duplicate whose first event went to another topic:
+// the id was used for something else (bus.ErrIDReused; nothing stored). An
+// event no longer retained cannot be checked and counts as the same.
+func (l *natsLog[T]) checkReuse(ctx context.Context, seq uint64, subject string) error {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req := fmt.Appendf(nil, `{"seq":%d}`, seq)
+	resp, err := l.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+l.cfg.stream, req)
+	if err != nil {
+		return nil // the event is stored; the check is best effort
+	}
+	var got struct {
+		Message *struct {
+			Subject string `json:"subject"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(resp.Data, &got) != nil || got.Message == nil || got.Message.Subject == subject {
+		return nil
+	}
+	return fmt.Errorf("%w: it went to %s, seq %d", bus.ErrIDReused, quote(topicOf(got.Message.Subject, l.prefix)), seq)
+}
+
+// msgID is the Nats-Msg-Id of a publish: generated ids and caller ids live
+// in separate namespaces ("g." and "i."), and a caller id that is long or
+// holds bytes a header cannot carry is replaced by its SHA-256 ("h.").
+func msgID(id string) string {
+	switch {
+	case id == "":
+		return "g." + nuid.Next()
+	case plainID(id):
+		return "i." + id
+	default:
+		sum := sha256.Sum256([]byte(id))
+		return "h." + base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+}
+
+func plainID(id string) bool {
+	if len(id) > maxPlainID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// publish sends msg until one try is acked, a try proves that none can be,
+// or the deadline passes.
+func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate bool, err error) {
+	deadline := l.publishDeadline(ctx)
+	uncertain := false
+	var last error
+	for wait := pubRetryMin; ; wait = min(2*wait, pubRetryMax) {
+		if err := ctx.Err(); err != nil || !time.Now().Before(deadline) {
+			last = errors.Join(last, expired(ctx))
+			break
+		}
+		seq, dup, out, err := l.try(ctx, msg, deadline)
+		switch out {
+		case acked:
+			return seq, dup, nil
+		case unanswered, unanswerable:
+			uncertain = true
+		}
+		last = err
+		if out == refusedAll || out == unanswerable {
+			break
+		}
+		if pause := min(wait, time.Until(deadline)); pause > 0 && !sleep(ctx, pause) {
+			continue // the loop's head reports ctx
+		}
+	}
+	if uncertain {
+		return 0, false, fmt.Errorf("%w: %w", bus.ErrUncertain, last)
+	}
+	return 0, false, fmt.Errorf("%w: %w", ErrNotStored, last)
+}
+
+// expired is why a publish stopped trying: ctx's error, or its own bound.
+func expired(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("no ack within the publish bound: %w", context.DeadlineExceeded)
+}
+
+// publishDeadline ends the tries of one publish: ctx's deadline, or
+// defaultPublishTimeout, and never later than half the dedup window, so
+// that every try falls inside the window of the first one stored.
+func (l *natsLog[T]) publishDeadline(ctx context.Context) time.Time {
+	now := time.Now()
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = now.Add(defaultPublishTimeout)
+	}
+	return earliest(d, now.Add(l.cfg.dedupWindow()/2))
+}
+
+// try sends msg once and waits for its ack until tryTimeout or the deadline.
+func (l *natsLog[T]) try(ctx context.Context, msg *nats.Msg, deadline time.Time) (uint64, bool, outcome, error) {
+	closed := l.nc.IsClosed()
+	tctx, cancel := context.WithDeadline(ctx, earliest(deadline, time.Now().Add(tryTimeout)))
+	defer cancel()
+	resp, err := l.nc.RequestMsgWithContext(tctx, msg)
+	if err != nil {
+		return 0, false, requestOutcome(err, closed), err
+	}
+	return l.ackOutcome(resp.Data)
+}
+
+// requestOutcome classifies an error of nats.Conn.RequestMsgWithContext.
+// Only the errors nats.go returns before it buffers the message, and a
+// no-responders status (no stream took it), prove it was not stored; any
+// other error came after it may have reached the server.
+func requestOutcome(err error, closedBefore bool) outcome {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrReconnectBufExceeded):
+		return refused
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidConnection),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrInvalidMsg):
+		return refusedAll
+	case errors.Is(err, nats.ErrConnectionClosed):
+		if closedBefore {
+			return refusedAll
+		}
+		return unanswerable
+	default:
+		return unanswered
+	}
+}
+
+type pubAck struct {
+	Stream    string              `json:"stream"`
+	Seq       uint64              `json:"seq"`
+	Duplicate bool                `json:"duplicate"`
+	Error     *jetstream.APIError `json:"error"`
+}
+
+// ackOutcome reads the stream's answer to one try.
+func (l *natsLog[T]) ackOutcome(data []byte) (uint64, bool, outcome, error) {
+	var a pubAck
+	if err := json.Unmarshal(data, &a); err != nil {
+		return 0, false, unanswered, fmt.Errorf("unreadable ack %s: %w", quote(string(data)), err)
+	}
+	if a.Error != nil {
+		switch a.Error.ErrorCode {
+		case errCodeInProcess:
+			return 0, false, unanswered, a.Error
+		case errCodeMsgSize, errCodeNotMatch, errCodeSealed:
+			return 0, false, refusedAll, a.Error
+		default:
+			return 0, false, refused, a.Error
+		}
+	}
+	if a.Stream != l.cfg.stream || a.Seq == 0 {
+		return 0, false, unanswered, fmt.Errorf("unexpected ack %s", quote(string(data)))
+	}
+	return a.Seq, a.Duplicate, acked, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

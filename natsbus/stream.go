@@ -1,0 +1,219 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// genKey is the stream metadata key that holds the generation, a part of
+// the epoch that natsbus raises after it detects a rewound stream.
+const genKey = "whalesong.generation"
+
+// streamConfig is the stream New creates. Everything that could delete,
+// add or rewrite a message behind the followers' backs is off: they mirror
+// the stream by reading it in order, and every seq they do not see must be
+// an eviction by MaxMsgsPerSubject or MaxAge.
+func (c config) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              c.stream,
+		Description:       "whalesong event log (github.com/whalesong/bus/natsbus)",
+		Subjects:          []string{c.prefix() + ">"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxConsumers:      -1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            c.ttl,
+		MaxMsgsPerSubject: c.perSubject(),
+		MaxMsgSize:        -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          c.replicas,
+		Duplicates:        c.dedupWindow(),
+		DenyDelete:        true,
+		DenyPurge:         true,
+		RePublish:         &jetstream.RePublish{Source: c.prefix() + ">", Destination: c.livePrefix() + ">"},
+		Metadata:          map[string]string{genKey: "1"},
+	}
+}
+
+// mismatch lists how an existing stream's configuration differs from what
+// this bus needs, as "field is x, want y" phrases; nil when it fits.
+func (c config) mismatch(got jetstream.StreamConfig) []string {
+	want := c.streamConfig()
+	var diffs []string
+	diff := func(field string, g, w any) {
+		diffs = append(diffs, fmt.Sprintf("%s is %v, want %v", field, g, w))
+	}
+	if !slices.Equal(got.Subjects, want.Subjects) {
+		diff("subjects", got.Subjects, want.Subjects)
+	}
+	if got.MaxMsgsPerSubject != want.MaxMsgsPerSubject {
+		diff("max_msgs_per_subject (WithHistory)", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	}
+	if got.MaxAge != want.MaxAge {
+		diff("max_age (WithHistoryTTL)", got.MaxAge, want.MaxAge)
+	}
+	if got.Replicas != want.Replicas {
+		diff("num_replicas (WithReplicas)", got.Replicas, want.Replicas)
+	}
+	if got.Duplicates != want.Duplicates {
+		diff("duplicate_window", got.Duplicates, want.Duplicates)
+	}
+	if got.RePublish == nil || *got.RePublish != *want.RePublish {
+		diff("republish", fmtRepublish(got.RePublish), fmtRepublish(want.RePublish))
+	}
+	if got.Retention != want.Retention {
+		diff("retention", got.Retention, want.Retention)
+	}
+	if got.Discard != want.Discard {
+		diff("discard", got.Discard, want.Discard)
+	}
+	if got.MaxMsgs > 0 {
+		diff("max_msgs", got.MaxMsgs, "unlimited")
+	}
+	if got.MaxBytes > 0 {
+		diff("max_bytes", got.MaxBytes, "unlimited")
+	}
+	diffs = append(diffs, deleters(got)...)
+	return diffs
+}
+
+func fmtRepublish(r *jetstream.RePublish) string {
+	if r == nil {
+		return "unset"
+	}
+	return fmt.Sprintf("%s -> %s (headers only: %v)", r.Source, r.Destination, r.HeadersOnly)
+}
+
+// deleters lists the settings of got that delete, add or rewrite messages.
+func deleters(got jetstream.StreamConfig) []string {
+	flags := []struct {
+		on   bool
+		name string
+	}{
+		{!got.DenyDelete, "deny_delete is false"},
+		{!got.DenyPurge, "deny_purge is false"},
+		{got.AllowRollup, "allow_rollup_hdrs is true"},
+		{got.AllowMsgTTL, "allow_msg_ttl is true"},
+		{got.SubjectDeleteMarkerTTL > 0, "subject_delete_marker_ttl is set"},
+		{got.AllowMsgCounter, "allow_msg_counter is true"},
+		{got.AllowMsgSchedules, "allow_msg_schedules is true"},
+		{got.Sealed, "sealed is true"},
+		{got.NoAck, "no_ack is true"},
+		{got.Mirror != nil, "mirror is set"},
+		{len(got.Sources) > 0, "sources are set"},
+		{got.SubjectTransform != nil, "subject_transform is set"},
+	}
+	var out []string
+	for _, f := range flags {
+		if f.on {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// Per-request bounds: one request to a cluster without a meta leader can
+// hang for as long as its ctx allows, so each try gets its own short one.
+const (
+	requestTimeout = 2 * time.Second
+	retryMin       = 50 * time.Millisecond
+	retryMax       = time.Second
+)
+
+// ensureStream creates the stream or checks the existing one, retrying
+// transient failures until ctx ends.
+func ensureStream(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
+	var last error
+	for wait := retryMin; ; wait = min(2*wait, retryMax) {
+		info, err := ensureOnce(ctx, js, c)
+		if err == nil || errors.Is(err, ErrStreamMismatch) || !transient(err) {
+			return info, err
+		}
+		last = err
+		if !sleep(ctx, wait) {
+			return nil, fmt.Errorf("%w: stream %s: %w (last error: %w)", ErrStream, quote(c.stream), ctx.Err(), last)
+		}
+	}
+}
+
+func ensureOnce(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
+	info, err := streamInfo(ctx, js, c.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		info, err = createStream(ctx, js, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: stream %s: %w", ErrStream, quote(c.stream), err)
+	}
+	if diffs := c.mismatch(info.Config); len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: stream %s: %s", ErrStreamMismatch, quote(c.stream), strings.Join(diffs, "; "))
+	}
+	return info, nil
+}
+
+func createStream(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	s, err := js.CreateStream(rctx, c.streamConfig())
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return streamInfo(ctx, js, c.stream) // another node won the race: check its config
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.CachedInfo(), nil
+}
+
+// streamInfo reads the stream's info (config, created, state) from its
+// leader, bounded by requestTimeout.
+func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
+	s, err := getStream(ctx, js, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.CachedInfo(), nil
+}
+
+// getStream is streamInfo with the handle that reads the stream's messages.
+func getStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return js.Stream(rctx, name)
+}
+
+// errCodeReplicasUnsupported: "replicas > 1 not supported in non-clustered
+// mode", a 500 that no retry mends.
+const errCodeReplicasUnsupported = 10074
+
+// transient tells whether a failed JetStream request may succeed if tried
+// again: timeouts, no responders, server errors (a store still being
+// removed after a delete, no leader yet) may; API errors about the request
+// itself (a bad config, overlapping subjects) do not.
+func transient(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return true
+	}
+	if api.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+		return true
+	}
+	return api.Code >= 500 && api.ErrorCode != errCodeReplicasUnsupported
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
