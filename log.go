@@ -80,6 +80,13 @@ type Record[T any] struct {
 	// Caught, in a mark, says that every event up to Head has been handed
 	// over (those that were not are deleted).
 	Caught bool
+
+	// Lost, with an event, says that the log holds this event but its Data
+	// cannot be used (it does not decode): the bus counts it as lost on its
+	// topic (ending the subscriptions that match it, so that none has a
+	// silent hole) and goes on. An event whose Topic breaks the grammar
+	// matches no subscription and is passed over.
+	Lost bool
 }
 
 // WithLog makes the bus apply the records of a shared Log instead of

@@ -103,9 +103,11 @@ func (b *Bus[T]) apply(rec Record[T]) {
 		b.skipped(b.hist.seq, ev.Seq, ev.Time)
 	}
 	r, err := b.route(ev.Topic)
-	if err != nil { // not a topic of ours: unusable, so lost
-		b.skipped(b.hist.seq, ev.Seq+1, ev.Time)
-		b.hist.seq = ev.Seq
+	if err != nil || rec.Lost {
+		if err == nil { // a topic of ours whose event cannot be delivered
+			b.lostOn(ev, r)
+		}
+		b.hist.seq = ev.Seq // a topic no pattern can match: nobody missed it
 		b.wakeWaits(nil)
 		return
 	}
@@ -153,6 +155,21 @@ func (b *Bus[T]) skipped(after, before uint64, at time.Time) {
 	b.hist.hole(after, before, at)
 	for s := range b.subs {
 		b.end(s, errMissed)
+	}
+}
+
+// lostOn counts ev, which the log holds but cannot hand over, as lost on
+// its topic, and ends the subscriptions it would have reached.
+func (b *Bus[T]) lostOn(ev Event[T], r *route[T]) {
+	if t := b.hist.lookup(ev.Topic); t != nil {
+		t.lost.record(ev.Seq, ev.Time)
+	} else {
+		b.hist.lost.record(ev.Seq, ev.Time) // no record of the topic: bus-wide
+	}
+	for _, s := range r.subs {
+		if !s.ended {
+			b.end(s, errMissed)
+		}
 	}
 }
 

@@ -447,3 +447,35 @@ func TestSharedWaitSeqAndClose(t *testing.T) {
 		t.Fatalf("Publish after Close: %v", err)
 	}
 }
+
+// TestSharedLostEvent: an event the log holds but cannot hand over (it
+// does not decode) ends the subscriptions it would have reached and counts
+// as lost on its topic only.
+func TestSharedLostEvent(t *testing.T) {
+	l := memlog.New[int](0)
+	a := newNodes(t, l, 1)[0]
+	ctx := context.Background()
+	for _, topic := range []string{"a", "b"} {
+		if _, err := a.Publish(ctx, topic, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onA, _ := a.Subscribe("a")
+	onB, _ := a.Subscribe("b")
+	seq := l.Poison("a")
+	if _, err := a.Publish(ctx, "b", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := endErr(t, onA); !errors.Is(err, bus.ErrSlowConsumer) {
+		t.Fatalf("subscription of the lost event's topic: %v, want ErrSlowConsumer", err)
+	}
+	if ev := nextEv(t, onB); ev.Data != 2 || onB.Err() != nil {
+		t.Fatalf("other topic: %+v, %v", ev, onB.Err())
+	}
+	if s, _ := a.Subscribe("a", bus.After(seq-1)); s.Recovered() {
+		t.Fatal("a replay asking for the lost event reported recovered")
+	}
+	if s, _ := a.Subscribe("b", bus.After(0)); !s.Recovered() {
+		t.Fatal("a replay of another topic reported the loss")
+	}
+}

@@ -109,8 +109,9 @@
 // makes a new epoch for every node.
 //
 // An event the codec cannot decode (another T or Codec on the same stream)
-// is skipped by every node, counted and logged (WithLogger): for the bus it
-// is a Seq that was not delivered, like an evicted one.
+// is passed over by every node, counted and logged (WithLogger): the bus
+// counts it as lost on its topic (subscriptions matching it end with
+// ErrSlowConsumer, replays asking for it report Recovered false).
 //
 // # What an operator configures
 //

@@ -93,8 +93,9 @@ func copyDir(t testing.TB, from, to string) {
 	}
 }
 
-// An event the codec cannot decode is skipped by the follower (counted);
-// the events around it are applied.
+// An event the codec cannot decode is handed over as lost (counted), so
+// that the bus can count it against its topic; the events around it are
+// applied.
 func TestUndecodableEventIsSkipped(t *testing.T) {
 	_, nc := single(t)
 	l := testLog[int](t, nc)
@@ -106,9 +107,22 @@ func TestUndecodableEventIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, l, "a", 2)
-	got := seqs(r.waitSeq(t, 5))
-	if len(got) != 4 || got[2] != 4 || l.undecodable.Load() != 1 {
-		t.Fatalf("seqs %v, undecodable %d; want 3 skipped and counted", got, l.undecodable.Load())
+	recs := r.waitSeq(t, 5)
+	var got []uint64
+	lost := 0
+	for _, rec := range recs {
+		switch {
+		case rec.Lost:
+			if rec.Event.Seq != 3 || rec.Event.Topic != "a" {
+				t.Fatalf("lost record %+v, want seq 3 on a", rec)
+			}
+			lost++
+		case rec.Event.Seq != 0:
+			got = append(got, rec.Event.Seq)
+		}
+	}
+	if len(got) != 4 || got[2] != 4 || lost != 1 || l.undecodable.Load() != 1 {
+		t.Fatalf("seqs %v, %d lost, undecodable %d; want 3 handed over as lost and counted", got, lost, l.undecodable.Load())
 	}
 }
 

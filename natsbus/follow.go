@@ -31,7 +31,8 @@ func restartf(format string, args ...any) error {
 // missed with a consumer of its own and then goes live on the copies the
 // stream republishes as it stores them, reading any gap in those from the
 // stream again. It announces a new epoch when the stream was recreated or
-// rewound. An event the codec cannot decode is skipped (logged, counted).
+// rewound. An event the codec cannot decode is handed over as lost
+// (logged, counted).
 // It returns early only when the connection is closed for good.
 func (l *natsLog[T]) Follow(ctx context.Context, from bus.Position, apply func(bus.Record[T])) error {
 	f := &follower[T]{l: l, ctx: ctx, apply: apply, epoch: from.Epoch, cursor: from.Seq, cursorID: l.resumeID(from)}
@@ -243,7 +244,7 @@ func (f *follower[T]) rewound(s jetstream.Stream) (bool, error) {
 }
 
 // take moves the cursor to a message read from either source and applies
-// it, unless it does not decode.
+// it, or, when it does not decode, hands it over as lost.
 func (f *follower[T]) take(seq uint64, m *nats.Msg, topic string, at time.Time) {
 	f.cursor, f.cursorID = seq, m.Header.Get(jetstream.MsgIDHeader)
 	var v T
@@ -255,6 +256,7 @@ func (f *follower[T]) take(seq uint64, m *nats.Msg, topic string, at time.Time) 
 		n := f.l.undecodable.Add(1)
 		f.l.cfg.logger.Warn("natsbus: skipped an event that does not decode", "stream", f.l.cfg.stream,
 			"seq", seq, "subject", m.Subject, "err", err, "skipped", strconv.FormatUint(n, 10))
+		f.apply(bus.Record[T]{Epoch: f.epoch, Event: bus.Event[T]{Seq: seq, Topic: topic, Time: at}, Lost: true})
 		return
 	}
 	f.apply(bus.Record[T]{Epoch: f.epoch, Event: bus.Event[T]{Seq: seq, Topic: topic, Time: at, Data: v}})

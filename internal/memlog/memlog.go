@@ -39,6 +39,7 @@ type entry[T any] struct {
 	ev      bus.Event[T]
 	id      string
 	deleted bool
+	lost    bool // stored, but its data cannot be used (handed over as Lost)
 }
 
 // New makes a log that keeps the newest perTopic events of each topic (0:
@@ -147,7 +148,7 @@ func (l *Log[T]) follow(ctx context.Context, from bus.Position, apply func(bus.R
 			recs = append(recs, bus.Record[T]{Epoch: epoch, Head: head})
 			for _, e := range l.entries[min(cursor, head):] {
 				if !e.deleted {
-					recs = append(recs, bus.Record[T]{Epoch: epoch, Event: e.ev})
+					recs = append(recs, bus.Record[T]{Epoch: epoch, Event: e.ev, Lost: e.lost})
 				}
 			}
 			recs = append(recs, bus.Record[T]{Epoch: epoch, Head: head, Caught: true})
@@ -229,6 +230,17 @@ func (l *Log[T]) FailAppends(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failAt = n
+}
+
+// Poison stores an event on topic whose data cannot be used, as one a
+// codec cannot decode: followers get it as a Lost record.
+func (l *Log[T]) Poison(topic string) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq := uint64(len(l.entries) + 1)
+	l.entries = append(l.entries, entry[T]{ev: bus.Event[T]{Seq: seq, Topic: topic, Time: l.clock()}, lost: true})
+	l.notify()
+	return seq
 }
 
 // Delete deletes the event at seq, leaving a hole.
