@@ -173,6 +173,21 @@ func (b *Bus[T]) lostOn(ev Event[T], r *route[T]) {
 	}
 }
 
+// Health reports whether the bus is serving: always nil in-process; on a
+// shared Log, nil while it follows the log, else the error Log.Follow last
+// gave up with (the bus calls it again by itself), for a /health endpoint.
+func (b *Bus[T]) Health() error {
+	if b.shared == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.shared.err; err != nil {
+		return fmt.Errorf("bus: following the shared log: %w", err)
+	}
+	return nil
+}
+
 // newEpoch starts over in the log's new epoch: the subscriptions and
 // waiters of the old one end, its history is dropped.
 func (b *Bus[T]) newEpoch(epoch string) {
