@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -477,5 +478,31 @@ func TestSharedLostEvent(t *testing.T) {
 	}
 	if s, _ := a.Subscribe("b", bus.After(0)); !s.Recovered() {
 		t.Fatal("a replay of another topic reported the loss")
+	}
+}
+
+// brokenLog is a log whose Follow always gives up at once.
+type brokenLog struct{ *memlog.Log[int] }
+
+func (brokenLog) Follow(context.Context, bus.Position, func(bus.Record[int])) error {
+	return errors.New("no route to the log")
+}
+
+func TestSharedHealth(t *testing.T) {
+	if err := bus.New[int]().Health(); err != nil {
+		t.Fatalf("in-process Health: %v", err)
+	}
+	good := newNodes(t, memlog.New[int](0), 1)[0]
+	if err := good.Health(); err != nil {
+		t.Fatalf("a following bus: %v", err)
+	}
+	b := bus.New[int](bus.WithLog[int](brokenLog{memlog.New[int](0)}))
+	defer b.Close()
+	deadline := time.Now().Add(waitLong)
+	for b.Health() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // nothing signals a Follow that gave up
+	}
+	if err := b.Health(); err == nil || !strings.Contains(err.Error(), "no route") {
+		t.Fatalf("Health of a bus whose log gives up: %v", err)
 	}
 }
