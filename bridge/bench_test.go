@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 	bus "github.com/whalesong/bus"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
 
 // The fan-out benchmark: 1,000 loopback clients on one topic, 2,000 events
@@ -193,7 +195,7 @@ func dialMany(b *testing.B, url string, n int, setup func(*websocket.Conn) error
 	b.Helper()
 	raiseFileLimit(b, 2*n+256)
 	conns := make([]*websocket.Conn, n)
-	d := websocket.Dialer{ReadBufferSize: 512, WriteBufferSize: 512, HandshakeTimeout: time.Minute}
+	o := wstest.DialOptions{BufferSize: 512, HandshakeTimeout: time.Minute}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 50)
 	var mu sync.Mutex
@@ -202,7 +204,7 @@ func dialMany(b *testing.B, url string, n int, setup func(*websocket.Conn) error
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, _, err := d.Dial(url, nil)
+			c, err := wstest.Dial(context.Background(), url, o)
 			if err == nil {
 				err = setup(c)
 			}
