@@ -59,13 +59,8 @@ func (s *session[T]) reject(pe *protoError) {
 	if s.badLim.Allow() {
 		return
 	}
-	s.mu.Lock()
-	wasDead := s.dead
-	s.dieLocked()
-	s.mu.Unlock()
-	if !wasDead {
+	if s.end(closeAbuse, "too many bad frames") {
 		s.br.stats.abuseDisconnects.Add(1)
-		s.closeWith(closeAbuse, "too many bad frames")
 	}
 }
 

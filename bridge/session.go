@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"net"
 	"sync"
 
 	"github.com/olahol/melody"
@@ -35,11 +36,11 @@ const (
 // melody's write loop calls sent. Everything else is guarded by mu, which is
 // never held while calling the bus or user code.
 type session[T any] struct {
-	br         *Bridge[T]
-	ms         *melody.Session
-	id         string
-	ident      any
-	registered bool // ServeHTTP's goroutine only
+	br    *Bridge[T]
+	ms    *melody.Session
+	raw   net.Conn // the hijacked socket: Close drops it past the write timeout
+	id    string
+	ident any
 
 	atts   map[string]*attachment[T] // by pattern; read loop only
 	pubLim *rate.Limiter             // made on first publish; read loop only
@@ -237,6 +238,29 @@ func (s *session[T]) dieLocked() {
 
 func (s *session[T]) closeWith(code int, reason string) {
 	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+// end closes the connection with code unless it is already ending: only
+// the call that marks the session dead sends a close frame, so a session
+// sends at most one (melody's buffer of 8 must never drop the one that
+// ends the connection).
+// It reports whether this call sent it.
+func (s *session[T]) end(code int, reason string) bool {
+	s.mu.Lock()
+	first := !s.dead
+	s.dieLocked()
+	s.mu.Unlock()
+	if first {
+		s.closeWith(code, reason)
+	}
+	return first
+}
+
+// drop closes the socket under melody: both of its loops end at once.
+func (s *session[T]) drop() {
+	if s.raw != nil {
+		_ = s.raw.Close()
+	}
 }
 
 // kickUnlock starts writing the head of the queue unless a frame is already
