@@ -272,3 +272,22 @@ func memAndGoroutines() (heap, stack uint64, goroutines int) {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine()
 }
+
+// BenchmarkDecodeFrame decodes the client frames a publishing and a
+// subscribing client send most.
+func BenchmarkDecodeFrame(b *testing.B) {
+	for _, tt := range []struct{ name, frame string }{
+		{"pub", `{"op":"pub","id":"9f1d1f0a-63a3-4e52-9a8e-2f6a1c0f9b11","topic":"chat.lobby","data":{"text":"hi there, this is a chat message"}}`},
+		{"sub", `{"op":"sub","id":"r1","sub":"s1","pattern":"chat.>","after":{"epoch":"0f8e2b1c-7d4a-4c2e-8f61-2a9d3c4b5e6f","seq":41}}`},
+	} {
+		data := []byte(tt.frame)
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, pe := decodeFrame(data); pe != nil {
+					b.Fatal(pe)
+				}
+			}
+		})
+	}
+}

@@ -38,6 +38,9 @@
 //     WithAuthenticate calls take), dropping a socket that has not taken its
 //     close frame by then. It leaves the bus open; a closed bus closes every
 //     client with 1001.
+//   - Text is UTF-8, strictly: a topic, pattern, id or sub that is not valid
+//     UTF-8 (an unpaired surrogate escape included) is refused, never
+//     replaced with U+FFFD (PROTOCOL.md, "Text is UTF-8, strictly").
 //
 // # Cost
 //

@@ -15,9 +15,7 @@ import (
 func (s *session[T]) handle(data []byte) {
 	s.br.stats.framesIn.Add(1)
 	if int64(len(data)) > s.br.cfg.maxMessageSize {
-		var f clientFrame
-		salvageIDs(data, &f)
-		s.reject(newProtoError(codeTooLarge, &f, "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
+		s.reject(newProtoError(codeTooLarge, salvageIDs(data), "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
 		return
 	}
 	f, pe := decodeFrame(data)
