@@ -41,6 +41,7 @@
 //   - Text is UTF-8, strictly: a topic, pattern, id or sub that is not valid
 //     UTF-8 (an unpaired surrogate escape included) is refused, never
 //     replaced with U+FFFD (PROTOCOL.md, "Text is UTF-8, strictly").
+//   - Absurd option values are clamped as each option says, never a panic.
 //
 // # Cost
 //

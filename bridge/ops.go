@@ -52,7 +52,7 @@ func (s *session[T]) reject(pe *protoError) {
 	}
 	if s.badLim == nil {
 		cfg := &s.br.cfg
-		s.badLim = rate.NewLimiter(rate.Limit(float64(cfg.badFrames)/cfg.badFramePeriod.Seconds()), cfg.badFrames)
+		s.badLim = rate.NewLimiter(perSecond(float64(cfg.badFrames)/cfg.badFramePeriod.Seconds()), cfg.badFrames)
 	}
 	if s.badLim.Allow() {
 		return
@@ -249,8 +249,8 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 	}
 	if s.pubLim == nil {
 		cfg := &br.cfg
-		s.pubLim = rate.NewLimiter(rate.Limit(cfg.pubRate), cfg.pubBurst)
-		s.floodLim = rate.NewLimiter(rate.Limit(floodFactor*cfg.pubRate), floodFactor*cfg.pubBurst)
+		s.pubLim = rate.NewLimiter(perSecond(cfg.pubRate), cfg.pubBurst)
+		s.floodLim = rate.NewLimiter(perSecond(floodFactor*cfg.pubRate), floodFactor*cfg.pubBurst)
 	}
 	flood := !s.floodLim.Allow()
 	if !s.pubLim.Allow() {
@@ -291,6 +291,16 @@ func (br *Bridge[T]) unmarshal(data []byte, v *T) (err error) {
 		data = []byte("null")
 	}
 	return br.cfg.codec.Unmarshal(data, v)
+}
+
+// perSecond is a limiter's rate: r (>= 0, not NaN) events per second, or
+// no limit when r overflows to +Inf (rate.Inf is a finite number, and the
+// limiter's arithmetic on +Inf relies on NaN comparisons).
+func perSecond(r float64) rate.Limit {
+	if r >= float64(rate.Inf) {
+		return rate.Inf
+	}
+	return rate.Limit(r)
 }
 
 // busError maps an error of the bus (or of waiting for it) to its code.
