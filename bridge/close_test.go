@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	bus "github.com/whalesong/bus"
 	"github.com/whalesong/bus/bridge/internal/wstest"
@@ -122,8 +123,12 @@ func TestNewOnClosedBus(t *testing.T) {
 	}
 }
 
-func TestStats(t *testing.T) {
-	s := newServer(t, nil, WithAuthorize(func(_ any, a Action, p string) error {
+// TestStats runs in a bubble: synctest.Wait says when the counters of the
+// write loops and of a leaving client have settled.
+func TestStats(t *testing.T) { synctest.Test(t, testStats) }
+
+func testStats(t *testing.T) {
+	s := newMemServer(t, nil, WithAuthorize(func(_ any, a Action, p string) error {
 		if strings.HasPrefix(p, "no") {
 			return errors.New("no")
 		}
@@ -159,14 +164,15 @@ func TestStats(t *testing.T) {
 	if st.Rejected["forbidden"] != 1 || st.Rejected["bad_frame"] != 1 || len(st.Rejected) != 2 {
 		t.Fatalf("rejected %v", st.Rejected)
 	}
-	// Frames out so far: 2 hellos, 3 acks, 2 published, 2 errors, events.
-	waitFor(t, "frames out", func() bool { return s.br.Stats().EventsOut == 5 })
-	if st := s.br.Stats(); st.FramesOut < 9+3 {
-		t.Fatalf("frames out %d", st.FramesOut)
+	// Frames out so far: 2 hellos, 3 acks, 2 published, 2 errors, and the
+	// 5 event entries in 3 frames or more.
+	synctest.Wait()
+	if st := s.br.Stats(); st.EventsOut != 5 || st.FramesOut < 9+3 {
+		t.Fatalf("events out %d, frames out %d", st.EventsOut, st.FramesOut)
 	}
 	_ = a.c.Close()
-	waitFor(t, "a to leave", func() bool {
-		st := s.br.Stats()
-		return st.Clients == 1 && st.Subscriptions == 1 && st.Patterns == 1
-	})
+	synctest.Wait()
+	if st := s.br.Stats(); st.Clients != 1 || st.Subscriptions != 1 || st.Patterns != 1 {
+		t.Fatalf("after a left: %+v", st)
+	}
 }
