@@ -17,13 +17,16 @@ import (
 const sessionKey = "whalesong.session"
 
 // melodyBuffer is melody's per-session output channel. The bridge keeps at
-// most one frame of its own in it, plus close frames, so it never fills and
-// melody never drops a message.
+// most one frame of its own in it, plus at most one close frame, so it never
+// fills and melody never drops a message.
 const melodyBuffer = 8
 
 // Bridge serves the events of a bus.Bus to WebSocket clients and lets them
 // publish, over the protocol of PROTOCOL.md. Mount it as an http.Handler;
 // end it with Close. Its methods are safe for concurrent use.
+//
+// Its locks (mu, fanMu) and those of its fanouts, sessions and dedup window
+// follow the rule written once at the session type.
 type Bridge[T any] struct {
 	bus   *bus.Bus[T]
 	cfg   config
@@ -47,10 +50,10 @@ type Bridge[T any] struct {
 	conns    sync.WaitGroup           // ServeHTTP calls that passed the closed check
 
 	fanMu sync.Mutex
-	fans  map[string]*fanout[T]
-	fanWG sync.WaitGroup
+	fans  map[string]*fanout[T] // fanMu
+	fanWG sync.WaitGroup        // fanout goroutines
 
-	watchWG sync.WaitGroup
+	watchWG sync.WaitGroup // the bus watch
 
 	onClosing func() // tests only: runs once Close has closed the registry
 
@@ -125,7 +128,7 @@ func (br *Bridge[T]) busClosed() {
 		return
 	}
 	for _, s := range live {
-		s.end(closeGoingAway, "bus closed")
+		s.end(endBusClosed)
 	}
 }
 
@@ -196,20 +199,20 @@ func (br *Bridge[T]) enter() bool {
 	return true
 }
 
-// join registers s as live, unless the bridge is closing or its bus has
-// closed: then it returns the reason for s to close itself with, and
-// whether Close has stopped waiting for close frames (drop the socket).
-func (br *Bridge[T]) join(s *session[T]) (reason string, drop bool) {
+// join registers s as live and returns noEnd, unless the bridge is closing
+// or its bus has closed: then it returns how s must end itself, and whether
+// Close has stopped waiting for close frames (drop the socket too).
+func (br *Bridge[T]) join(s *session[T]) (e ending, drop bool) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	switch {
 	case br.closed:
-		return "going away", br.dropping
+		return endGoingAway, br.dropping
 	case br.busDown:
-		return "bus closed", false
+		return endBusClosed, false
 	}
 	br.sessions[s] = struct{}{}
-	return "", false
+	return noEnd, false
 }
 
 // leave unregisters s.
@@ -217,44 +220,6 @@ func (br *Bridge[T]) leave(s *session[T]) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	delete(br.sessions, s)
-}
-
-// connected runs when melody has registered the connection: hello first,
-// then the session joins the bridge's registry, or closes at once if the
-// bridge or the bus is closing.
-func (s *session[T]) connected(ms *melody.Session) {
-	s.ms = ms
-	br := s.br
-	br.stats.clients.Add(1)
-	s.send(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
-	reason, drop := br.join(s)
-	if reason == "" {
-		return
-	}
-	s.end(closeGoingAway, reason)
-	if drop {
-		s.drop()
-	}
-}
-
-// disconnected runs once the connection is gone: the session leaves every
-// fanout and its queue is released.
-func (s *session[T]) disconnected() {
-	s.mu.Lock()
-	s.dieLocked()
-	n := len(s.subs)
-	for _, cs := range s.subs {
-		cs.closed = true
-	}
-	s.subs = nil
-	s.mu.Unlock()
-	s.br.leave(s)
-	for _, a := range s.atts {
-		s.detach(a)
-	}
-	br := s.br
-	br.stats.subscriptions.Add(-int64(n))
-	br.stats.clients.Add(-1)
 }
 
 // Close sends going-away (1001) to every client and returns once every
@@ -280,7 +245,7 @@ func (br *Bridge[T]) shutdown() {
 	}
 	br.cancel()
 	for _, s := range live {
-		s.end(closeGoingAway, "going away")
+		s.end(endGoingAway)
 	}
 	br.waitConns()
 	// No session is left in melody, so its hub can stop without racing a

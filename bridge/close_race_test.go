@@ -357,9 +357,9 @@ func TestOneCloseFramePerSession(t *testing.T) {
 		var sent atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 10 {
-			code := []int{closeResumeNeeded, closeAbuse, closeGoingAway}[i%3]
+			e := []ending{endResumeNeeded, endAbuse, endGoingAway, endBusClosed}[i%4]
 			wg.Go(func() {
-				if sess.end(code, "test") {
+				if sess.end(e) {
 					sent.Add(1)
 				}
 			})

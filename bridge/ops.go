@@ -57,9 +57,7 @@ func (s *session[T]) reject(pe *protoError) {
 	if s.badLim.Allow() {
 		return
 	}
-	if s.end(closeAbuse, "too many bad frames") {
-		s.br.stats.abuseDisconnects.Add(1)
-	}
+	s.end(endAbuse)
 }
 
 // subscribe attaches a client subscription to the shared fanout of its
@@ -164,29 +162,29 @@ func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], from uint64, recov
 		evs = evs[1:]
 	}
 	s.mu.Lock()
+	st := s.goLiveLocked(cs, ack, from, evs)
+	s.mu.Unlock()
+	s.act(st)
+}
+
+func (s *session[T]) goLiveLocked(cs *clientSub[T], ack []byte, from uint64, evs []bus.Event[T]) step {
 	if s.dead {
-		s.mu.Unlock()
-		return
+		return step{}
 	}
 	cs.lastSent = from
-	s.push(item[T]{frame: ack})
+	s.out.push(item[T]{frame: ack})
 	if len(evs) > 0 {
-		s.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
+		s.out.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
 		cs.lastSent = evs[len(evs)-1].Seq
 	}
-	s.backlog -= len(cs.held)
-	for _, se := range cs.held {
+	for _, se := range s.out.release(cs) {
 		if se.seq > cs.lastSent {
-			s.push(item[T]{ev: se, sub: cs})
+			s.out.push(item[T]{ev: se, sub: cs})
 			cs.lastSent = se.seq
 		}
 	}
-	cs.held, cs.pending = nil, false
-	if s.backlog > s.br.cfg.maxBacklog {
-		s.cutUnlock()
-		return
-	}
-	s.kickUnlock()
+	cs.pending = false
+	return s.nextLocked()
 }
 
 func (s *session[T]) unsubscribe(f *clientFrame) *protoError {
@@ -220,10 +218,7 @@ func (s *session[T]) dropSub(cs *clientSub[T]) {
 func (s *session[T]) removeSubLocked(cs *clientSub[T]) bool {
 	cs.closed = true
 	delete(s.subs, cs.id)
-	if !s.dead {
-		s.backlog -= len(cs.held)
-	}
-	cs.held = nil
+	s.out.release(cs)
 	a := cs.att
 	a.subs = slices.DeleteFunc(a.subs, func(x *clientSub[T]) bool { return x == cs })
 	s.br.stats.subscriptions.Add(-1)
