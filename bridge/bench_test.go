@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
 	bus "github.com/whalesong/bus"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
 
 // The fan-out benchmark: 1,000 loopback clients on one topic, 2,000 events
@@ -193,7 +195,7 @@ func dialMany(b *testing.B, url string, n int, setup func(*websocket.Conn) error
 	b.Helper()
 	raiseFileLimit(b, 2*n+256)
 	conns := make([]*websocket.Conn, n)
-	d := websocket.Dialer{ReadBufferSize: 512, WriteBufferSize: 512, HandshakeTimeout: time.Minute}
+	o := wstest.DialOptions{BufferSize: 512, HandshakeTimeout: time.Minute}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 50)
 	var mu sync.Mutex
@@ -202,7 +204,7 @@ func dialMany(b *testing.B, url string, n int, setup func(*websocket.Conn) error
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			c, _, err := d.Dial(url, nil)
+			c, err := wstest.Dial(context.Background(), url, o)
 			if err == nil {
 				err = setup(c)
 			}
@@ -269,4 +271,131 @@ func memAndGoroutines() (heap, stack uint64, goroutines int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine()
+}
+
+// BenchmarkDecodeFrame decodes the client frames a publishing and a
+// subscribing client send most.
+func BenchmarkDecodeFrame(b *testing.B) {
+	for _, tt := range []struct{ name, frame string }{
+		{"pub", `{"op":"pub","id":"9f1d1f0a-63a3-4e52-9a8e-2f6a1c0f9b11","topic":"chat.lobby","data":{"text":"hi there, this is a chat message"}}`},
+		{"sub", `{"op":"sub","id":"r1","sub":"s1","pattern":"chat.>","after":{"epoch":"0f8e2b1c-7d4a-4c2e-8f61-2a9d3c4b5e6f","seq":41}}`},
+	} {
+		data := []byte(tt.frame)
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, pe := decodeFrame(data); pe != nil {
+					b.Fatal(pe)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPipeFanout is the session's path without the kernel: 10
+// clients over in-memory connections (wstest, net.Pipe), each subscribed
+// to one topic, reading as fast as they can; an op is one event published
+// and delivered to all 10 (the clock runs until the last delivery). It is
+// far less noisy than the loopback runs above, so it shows what a change of
+// the session code costs.
+func BenchmarkPipeFanout(b *testing.B) {
+	const clients = 10
+	bs := bus.New[msg]()
+	defer bs.Close()
+	br := New(bs, WithMaxBacklog(1<<30))
+	defer br.Close()
+	srv := wstest.NewServer(b, br, wstest.Options{Memory: true})
+	defer srv.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range clients {
+		c, err := srv.Dial(b.Context(), "/", wstest.DialOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"sub","id":"r","sub":"s","pattern":"bench"}`)); err != nil {
+			b.Fatal(err)
+		}
+		for { // hello, then subscribed
+			_, data, err := c.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bytes.Contains(data, []byte(`"subscribed"`)) {
+				break
+			}
+		}
+		wg.Go(func() { // reads until the bridge closes
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		})
+	}
+	m := msg{Text: benchPad}
+	n := uint64(b.N)
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	b.ResetTimer() // not b.Loop: the clock must run until the last delivery
+	for range b.N {
+		if _, err := bs.Publish(b.Context(), "bench", m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); br.Stats().EventsOut < clients*n; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d deliveries after a minute", br.Stats().EventsOut, clients*n)
+		}
+	}
+	b.StopTimer()
+	// The process's CPU time per op: on a shared machine, less noisy than
+	// the wall clock (other processes take cores, not this one's cycles).
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	_ = br.Close() // ends the readers
+}
+
+// cpuTime returns the user and system CPU time the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Skipf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSessionQueue is the session's queue alone, on one goroutine: 64
+// live events queue behind a frame in flight (deliver), then leave as one
+// batch (claim and build), as for a busy client. An op is one batch.
+func BenchmarkSessionQueue(b *testing.B) {
+	bs := bus.New[msg]()
+	defer bs.Close()
+	br := New(bs, WithMaxBacklog(1<<30))
+	defer br.Close()
+	s := &session[msg]{br: br}
+	cs := &clientSub[msg]{id: "s"}
+	s.subs = map[string]*clientSub[msg]{"s": cs}
+	a := &attachment[msg]{sess: s, subs: []*clientSub[msg]{cs}}
+	var events [64]*sharedEvent
+	for i := range events {
+		events[i] = br.encodeEvent(bus.Event[msg]{Topic: "bench", Seq: uint64(i + 1), Time: time.Now(), Data: msg{Text: benchPad}}, nil)
+	}
+	s.inflight = true // a frame is in flight: deliveries queue
+	b.ReportAllocs()
+	for b.Loop() {
+		cs.lastSent = 0
+		for _, se := range events {
+			s.deliver(a, se)
+		}
+		s.mu.Lock()
+		s.inflight = false
+		_, n := s.claimLocked()
+		s.inflight = true
+		s.mu.Unlock()
+		if n != len(events) {
+			b.Fatalf("claimed %d events, want %d", n, len(events))
+		}
+		putBuf(s.buildEvents())
+	}
 }

@@ -1,10 +1,12 @@
 package bridge
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/olahol/melody"
@@ -15,13 +17,16 @@ import (
 const sessionKey = "whalesong.session"
 
 // melodyBuffer is melody's per-session output channel. The bridge keeps at
-// most one frame of its own in it, plus close frames, so it never fills and
-// melody never drops a message.
+// most one frame of its own in it, plus at most one close frame, so it never
+// fills and melody never drops a message.
 const melodyBuffer = 8
 
 // Bridge serves the events of a bus.Bus to WebSocket clients and lets them
 // publish, over the protocol of PROTOCOL.md. Mount it as an http.Handler;
 // end it with Close. Its methods are safe for concurrent use.
+//
+// Its locks (mu, fanMu) and those of its fanouts, sessions and dedup window
+// follow the rule written once at the session type.
 type Bridge[T any] struct {
 	bus   *bus.Bus[T]
 	cfg   config
@@ -32,19 +37,25 @@ type Bridge[T any] struct {
 	ctx    context.Context // ends with Close: bounds waiting publishes
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	cond    *sync.Cond // signalled when pending reaches 0
-	closed  bool
-	pending int            // requests in ServeHTTP not yet registered with melody
-	conns   sync.WaitGroup // ServeHTTP calls that passed the closed check
+	// mu guards the registry of live sessions and the states that stop it
+	// from growing. Close, the bus watch and (later) Kick act on the
+	// sessions it holds; a session joins it in its connect handler or,
+	// finding it closed, closes itself. Both sides decide under mu, so no
+	// session escapes a closing in any interleaving.
+	mu       sync.Mutex
+	closed   bool                     // Close has begun
+	busDown  bool                     // the bus closed
+	dropping bool                     // Close's write timeout passed: sockets are dropped
+	sessions map[*session[T]]struct{} // joined and not yet disconnected
+	conns    sync.WaitGroup           // ServeHTTP calls that passed the closed check
 
 	fanMu sync.Mutex
-	fans  map[string]*fanout[T]
-	fanWG sync.WaitGroup
+	fans  map[string]*fanout[T] // fanMu
+	fanWG sync.WaitGroup        // fanout goroutines
 
-	busDown  atomic.Bool
-	downOnce sync.Once
-	watchWG  sync.WaitGroup
+	watchWG sync.WaitGroup // the bus watch
+
+	onClosing func() // tests only: runs once Close has closed the registry
 
 	closeOnce sync.Once
 }
@@ -54,11 +65,11 @@ type Bridge[T any] struct {
 // requests are answered 503.
 func New[T any](b *bus.Bus[T], opts ...Option) *Bridge[T] {
 	br := &Bridge[T]{
-		bus:  b,
-		cfg:  newConfig(opts),
-		fans: make(map[string]*fanout[T]),
+		bus:      b,
+		cfg:      newConfig(opts),
+		fans:     make(map[string]*fanout[T]),
+		sessions: make(map[*session[T]]struct{}),
 	}
-	br.cond = sync.NewCond(&br.mu)
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	br.dedup = newDedup(br.cfg.dedupSize, br.cfg.dedupAge)
 	br.m = br.newMelody()
@@ -91,7 +102,7 @@ func sessionOf[T any](ms *melody.Session) *session[T] {
 func (br *Bridge[T]) watchBus() {
 	select {
 	case <-br.bus.Done():
-		br.busDown.Store(true)
+		br.busDown = true
 		return
 	default:
 	}
@@ -108,21 +119,26 @@ func (br *Bridge[T]) watchBus() {
 
 // busClosed closes every client with going-away, once.
 func (br *Bridge[T]) busClosed() {
-	br.downOnce.Do(func() {
-		br.busDown.Store(true)
-		br.closeSessions(closeGoingAway, "bus closed")
-	})
-}
-
-func (br *Bridge[T]) closeSessions(code int, reason string) {
-	sessions, err := br.m.Sessions()
-	if err != nil {
+	br.mu.Lock()
+	first := !br.busDown
+	br.busDown = true
+	live := br.liveLocked()
+	br.mu.Unlock()
+	if !first {
 		return
 	}
-	msg := melody.FormatCloseMessage(code, reason)
-	for _, ms := range sessions {
-		_ = ms.CloseWithMsg(msg)
+	for _, s := range live {
+		s.end(endBusClosed)
 	}
+}
+
+// liveLocked returns the registered sessions. Called with mu held.
+func (br *Bridge[T]) liveLocked() []*session[T] {
+	live := make([]*session[T], 0, len(br.sessions))
+	for s := range br.sessions {
+		live = append(live, s)
+	}
+	return live
 }
 
 // ServeHTTP is the WebSocket endpoint. Before upgrading it answers 503 once
@@ -135,87 +151,84 @@ func (br *Bridge[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer br.conns.Done()
-	s := &session[T]{br: br, id: uuid.NewString()}
-	defer func() {
-		if !s.registered {
-			br.registered()
-		}
-	}()
 	if !br.cfg.originAllowed(r) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	var ident any
 	if br.cfg.authenticate != nil {
-		ident, err := br.cfg.authenticate(r)
-		if err != nil {
+		var err error
+		if ident, err = br.cfg.authenticate(r); err != nil {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		s.ident = ident
 	}
-	_ = br.m.HandleRequestWithKeys(w, r, map[string]any{sessionKey: s}) // the upgrader answers a bad handshake
+	s := &session[T]{br: br, id: uuid.NewString(), ident: ident}
+	// The upgrader answers a bad handshake itself.
+	_ = br.m.HandleRequestWithKeys(hijacker[T]{w, s}, r, map[string]any{sessionKey: s})
 }
 
-// enter admits a request unless closed, counting it as pending until melody
-// has registered it: Close waits for that before closing sessions, so that
-// none escapes it.
+// hijacker is the ResponseWriter melody upgrades: it keeps the socket it
+// takes over in the session, so that Close can drop a client that does not
+// take its close frame in time.
+type hijacker[T any] struct {
+	http.ResponseWriter
+	s *session[T]
+}
+
+func (h hijacker[T]) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		h.s.raw = c
+	}
+	return c, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (h hijacker[T]) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// enter admits a request unless the bridge or its bus is closed; Close
+// waits for every request admitted.
 func (br *Bridge[T]) enter() bool {
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	if br.closed || br.busDown.Load() {
+	if br.closed || br.busDown {
 		return false
 	}
-	br.pending++
 	br.conns.Add(1)
 	return true
 }
 
-// registered ends a request's pending state.
-func (br *Bridge[T]) registered() {
+// join registers s as live and returns noEnd, unless the bridge is closing
+// or its bus has closed: then it returns how s must end itself, and whether
+// Close has stopped waiting for close frames (drop the socket too).
+func (br *Bridge[T]) join(s *session[T]) (e ending, drop bool) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	if br.pending--; br.pending == 0 {
-		br.cond.Broadcast()
+	switch {
+	case br.closed:
+		return endGoingAway, br.dropping
+	case br.busDown:
+		return endBusClosed, false
 	}
+	br.sessions[s] = struct{}{}
+	return noEnd, false
 }
 
-// connected runs when melody has registered the connection: hello first.
-func (s *session[T]) connected(ms *melody.Session) {
-	s.ms = ms
-	s.registered = true
-	br := s.br
-	br.registered()
-	br.stats.clients.Add(1)
-	s.send(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
-	if br.busDown.Load() {
-		s.closeWith(closeGoingAway, "bus closed")
-	}
-}
-
-// disconnected runs once the connection is gone: the session leaves every
-// fanout and its queue is released.
-func (s *session[T]) disconnected() {
-	s.mu.Lock()
-	s.dieLocked()
-	n := len(s.subs)
-	for _, cs := range s.subs {
-		cs.closed = true
-	}
-	s.subs = nil
-	s.mu.Unlock()
-	for _, a := range s.atts {
-		s.detach(a)
-	}
-	br := s.br
-	br.stats.subscriptions.Add(-int64(n))
-	br.stats.clients.Add(-1)
+// leave unregisters s.
+func (br *Bridge[T]) leave(s *session[T]) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	delete(br.sessions, s)
 }
 
 // Close sends going-away (1001) to every client and returns once every
-// goroutine of the bridge (and of melody under it) is gone. A client whose
-// socket does not take the close frame is dropped after the write timeout.
-// It does not close the bus. After Close, ServeHTTP answers 503; requests
-// still in WithAuthenticate are waited for. It is idempotent and works with
+// goroutine of the bridge (and of melody under it) is gone. It does not
+// close the bus. After Close, ServeHTTP answers 503; a request still in
+// WithAuthenticate is waited for, and closed with 1001 if it succeeds.
+// Close returns within the write timeout (WithWriteTimeout), plus the time
+// such WithAuthenticate calls take: a client whose socket has not taken its
+// close frame by then is dropped. It is idempotent and works with
 // http.Server.Shutdown, which leaves upgraded connections alone: call both.
 func (br *Bridge[T]) Close() error {
 	br.closeOnce.Do(br.shutdown)
@@ -225,18 +238,47 @@ func (br *Bridge[T]) Close() error {
 func (br *Bridge[T]) shutdown() {
 	br.mu.Lock()
 	br.closed = true
-	for br.pending > 0 {
-		br.cond.Wait()
-	}
+	live := br.liveLocked()
 	br.mu.Unlock()
+	if br.onClosing != nil {
+		br.onClosing()
+	}
 	br.cancel()
-	br.closeSessions(closeGoingAway, "going away")
-	br.conns.Wait()
+	for _, s := range live {
+		s.end(endGoingAway)
+	}
+	br.waitConns()
 	// No session is left in melody, so its hub can stop without racing a
 	// session that unregisters (melody would block that one forever).
 	_ = br.m.Close()
 	br.watchWG.Wait() // br.cancel ended it
 	br.fanWG.Wait()
+}
+
+// waitConns waits for every admitted request to end. Once the write
+// timeout has passed it drops the sockets of the sessions still open (and
+// of any that join later), which ends them at once.
+func (br *Bridge[T]) waitConns() {
+	done := make(chan struct{})
+	go func() { // waited for below, on both paths
+		br.conns.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(br.cfg.writeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	br.mu.Lock()
+	br.dropping = true
+	live := br.liveLocked()
+	br.mu.Unlock()
+	for _, s := range live {
+		s.drop()
+	}
+	<-done
 }
 
 // Clients returns the number of open client connections.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
@@ -115,8 +116,12 @@ func TestOneEventForSeveralSubscriptions(t *testing.T) {
 	}
 }
 
-func TestUnsubscribe(t *testing.T) {
-	s := newServer(t, nil)
+// TestUnsubscribe runs in a bubble: synctest.Wait tells exactly when the
+// shared subscription is gone.
+func TestUnsubscribe(t *testing.T) { synctest.Test(t, testUnsubscribe) }
+
+func testUnsubscribe(t *testing.T) {
+	s := newMemServer(t, nil)
 	cl := s.dial(t)
 	cl.sub("a", "t", nil)
 	cl.sub("b", "t", nil)
@@ -147,7 +152,10 @@ func TestUnsubscribe(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "the shared subscription to close", func() bool { return s.br.Stats().Patterns == 0 })
+	synctest.Wait()
+	if n := s.br.Stats().Patterns; n != 0 {
+		t.Fatalf("%d shared subscriptions left after the last unsubscribe", n)
+	}
 	cl.send(`{"op":"unsub","id":"u3","sub":"a"}`)
 	if f := cl.read(); f.Code != "unknown_subscription" || f.ID != "u3" || f.Sub != "a" {
 		t.Fatalf("unsub again: %+v", f)
@@ -331,25 +339,31 @@ func TestSubscriptionLimits(t *testing.T) {
 	cl.sub("s9", "t9", nil) // room again
 }
 
-func TestPublishRateLimit(t *testing.T) {
-	s := newServer(t, nil, WithAuthorize(allowAll), WithPublishRate(0.001, 2), WithBadFrameBudget(100, time.Hour))
+// TestPublishRateLimit runs in a bubble: the burst passes, the next
+// publish is refused, and the rate refills it exactly.
+func TestPublishRateLimit(t *testing.T) { synctest.Test(t, testPublishRateLimit) }
+
+func testPublishRateLimit(t *testing.T) {
+	s := newMemServer(t, nil, WithAuthorize(allowAll), WithPublishRate(2, 2), WithBadFrameBudget(100, time.Hour))
 	cl := s.dial(t)
-	for i := range 4 {
-		cl.send(fmt.Sprintf(`{"op":"pub","id":"p%d","topic":"t","data":{}}`, i))
+	pub := func(id, want string) {
+		t.Helper()
+		cl.send(fmt.Sprintf(`{"op":"pub","id":%q,"topic":"t","data":{}}`, id))
 		f := cl.read()
-		want := "published"
-		if i >= 2 {
-			want = "error"
-			if f.Code != "rate_limited" || f.ID != fmt.Sprint("p", i) {
-				t.Fatalf("pub %d: %+v", i, f)
-			}
-		}
-		if f.Op != want {
-			t.Fatalf("pub %d: %+v, want %s", i, f, want)
+		if f.ID != id || (want == "published" && f.Op != want) || (want != "published" && f.Code != want) {
+			t.Fatalf("pub %s: %+v, want %s", id, f, want)
 		}
 	}
-	if n := s.bus.Stats().Published; n != 2 {
-		t.Fatalf("bus published %d, want 2", n)
+	pub("p0", "published")
+	pub("p1", "published")
+	pub("p2", "rate_limited")
+	time.Sleep(500*time.Millisecond - time.Microsecond) // not quite one token
+	pub("p3", "rate_limited")
+	time.Sleep(time.Microsecond)
+	pub("p4", "published")
+	pub("p5", "rate_limited")
+	if n := s.bus.Stats().Published; n != 3 {
+		t.Fatalf("bus published %d, want 3", n)
 	}
 	cl.ping()
 }
@@ -378,20 +392,31 @@ func TestPublishFloodIsAbuse(t *testing.T) {
 	}
 }
 
+// TestPublishUnavailableWhenBusIsFull runs in a bubble: a publish waits
+// for room exactly WithPublishTimeout, then gets unavailable.
 func TestPublishUnavailableWhenBusIsFull(t *testing.T) {
+	synctest.Test(t, testPublishUnavailableWhenBusIsFull)
+}
+
+func testPublishUnavailableWhenBusIsFull(t *testing.T) {
+	const timeout = 3 * time.Second
 	b := bus.New[msg]()
 	blocker, err := b.Subscribe("t", bus.WithBuffer(1)) // never read: Block policy fills
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer blocker.Close()
-	s := newServer(t, b, WithAuthorize(allowAll), WithPublishTimeout(50*time.Millisecond))
+	s := newMemServer(t, b, WithAuthorize(allowAll), WithPublishTimeout(timeout))
 	cl := s.dial(t)
 	cl.send(`{"op":"pub","id":"p1","topic":"t","data":{}}`)
 	cl.expect("published")
+	start := time.Now()
 	cl.send(`{"op":"pub","id":"p2","topic":"t","data":{}}`)
 	if f := cl.read(); f.Code != "unavailable" || f.ID != "p2" {
 		t.Fatalf("got %+v", f)
+	}
+	if d := time.Since(start); d != timeout {
+		t.Fatalf("unavailable after %v, want the publish timeout %v", d, timeout)
 	}
 	// The failed attempt is forgotten: a retry once there is room lands.
 	<-blocker.C()
@@ -416,21 +441,37 @@ func TestOversizedFrames(t *testing.T) {
 	}
 }
 
-func TestBadFrameBudget(t *testing.T) {
-	s := newServer(t, nil, WithBadFrameBudget(3, time.Hour))
+// TestBadFrameBudget runs in a bubble: the budget refills with fake time,
+// exactly, and the abuse counter is read once everything has settled.
+func TestBadFrameBudget(t *testing.T) { synctest.Test(t, testBadFrameBudget) }
+
+func testBadFrameBudget(t *testing.T) {
+	s := newMemServer(t, nil, WithBadFrameBudget(3, time.Minute))
 	cl := s.dial(t)
-	for range 3 {
+	bad := func() {
+		t.Helper()
 		cl.send(`nonsense`)
 		if f := cl.read(); f.Code != "bad_frame" {
 			t.Fatalf("got %+v", f)
 		}
 	}
+	for range 3 {
+		bad()
+	}
 	cl.ping() // three bad frames alone closed nothing
+	// A third of the period gives one unit back; not quite another third,
+	// nothing more.
+	time.Sleep(20 * time.Second)
+	bad()
+	time.Sleep(20*time.Second - time.Millisecond)
 	cl.send(`nonsense`)
 	if code := cl.closeCode(); code != 4001 {
 		t.Fatalf("close code %d, want 4001", code)
 	}
-	waitFor(t, "the abuse counter", func() bool { return s.br.Stats().AbuseDisconnects == 1 })
+	synctest.Wait()
+	if n := s.br.Stats().AbuseDisconnects; n != 1 {
+		t.Fatalf("AbuseDisconnects %d, want 1", n)
+	}
 }
 
 func TestCodecErrorIsDeliveredNotDropped(t *testing.T) {

@@ -5,14 +5,12 @@ package bridge_test
 // harness (findNode, startScript) is in clientjs_test.go.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -28,50 +26,8 @@ import (
 
 	bus "github.com/whalesong/bus"
 	"github.com/whalesong/bus/bridge"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
-
-// connSet remembers the raw connections the WebSocket upgrade hijacked, so
-// the test can cut them like a dropped network would.
-type connSet struct {
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (s *connSet) add(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns = append(s.conns, c)
-}
-
-// cut closes every connection hijacked so far and returns how many.
-func (s *connSet) cut() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	n := len(s.conns)
-	s.conns = nil
-	return n
-}
-
-// hijackRecorder is a ResponseWriter that records the hijacked connection.
-type hijackRecorder struct {
-	http.ResponseWriter
-	conns *connSet
-}
-
-func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("response writer cannot hijack")
-	}
-	c, rw, err := hj.Hijack()
-	if err == nil {
-		h.conns.add(c)
-	}
-	return c, rw, err
-}
 
 // jsEvent is one event as the script saw it.
 type jsEvent struct {
@@ -124,22 +80,20 @@ func TestClientJSResume(t *testing.T) {
 	br1 := bridge.New(b1, authorize)
 	defer br1.Close()
 	current.Store(br1)
-	conns := &connSet{}
 	mux := http.NewServeMux()
 	mux.Handle("/whalesong.js", bridge.ClientJS())
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		current.Load().ServeHTTP(hijackRecorder{w, conns}, r)
+		current.Load().ServeHTTP(w, r)
 	})
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	srv := wstest.NewServer(t, mux, wstest.Options{}) // remembers the sockets, to cut them
 
-	module := fetchClientJS(t, srv.URL+"/whalesong.js")
+	module := fetchClientJS(t, srv.HTTP+"/whalesong.js")
 	script, err := filepath.Abs(filepath.Join("client", "test", "resume_it.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := []string{
-		"WHALESONG_WS_URL=ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		"WHALESONG_WS_URL=" + srv.URL + "/ws",
 		"WHALESONG_CLIENT_URL=" + (&url.URL{Scheme: "file", Path: filepath.ToSlash(module)}).String(),
 	}
 	js := startScript(t, ctx, node, append(slices.Clone(flags), script), env)
@@ -150,7 +104,7 @@ func TestClientJSResume(t *testing.T) {
 	}
 
 	// Drop: cut the socket, publish on the bus while the client is away.
-	if n := conns.cut(); n != 1 {
+	if n := srv.Cut(); n != 1 {
 		t.Fatalf("cut %d connections, want 1", n)
 	}
 	for i := range 5 {
@@ -292,16 +246,15 @@ func TestClientJSRateLimit(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/whalesong.js", bridge.ClientJS())
 	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	srv := wstest.NewServer(t, mux, wstest.Options{})
 
-	module := fetchClientJS(t, srv.URL+"/whalesong.js")
+	module := fetchClientJS(t, srv.HTTP+"/whalesong.js")
 	script, err := filepath.Abs(filepath.Join("client", "test", "ratelimit_it.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := []string{
-		"WHALESONG_WS_URL=ws" + strings.TrimPrefix(srv.URL, "http") + "/ws",
+		"WHALESONG_WS_URL=" + srv.URL + "/ws",
 		"WHALESONG_CLIENT_URL=" + (&url.URL{Scheme: "file", Path: filepath.ToSlash(module)}).String(),
 		"WHALESONG_PUBLISHES=" + strconv.Itoa(publishes),
 	}

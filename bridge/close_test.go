@@ -3,15 +3,14 @@ package bridge
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 
-	"github.com/gorilla/websocket"
 	bus "github.com/whalesong/bus"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
 
 // TestCloseMidStream closes the bridge while a publisher runs and clients
@@ -60,8 +59,8 @@ func TestCloseMidStream(t *testing.T) {
 		t.Fatalf("the bus was closed too: %v", err)
 	}
 	_, err := s.tryDial(nil)
-	var se *statusError
-	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+	var se *wstest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
 		t.Fatalf("dial after Close: %v, want 503", err)
 	}
 	if err := s.br.Close(); err != nil { // idempotent
@@ -69,53 +68,28 @@ func TestCloseMidStream(t *testing.T) {
 	}
 }
 
-// closeCodeQuiet reads until the connection ends; -1 without a close frame.
-func (cl *client) closeCodeQuiet() int {
-	for {
-		_ = cl.c.SetReadDeadline(time.Now().Add(readWait))
-		if _, _, err := cl.c.ReadMessage(); err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return ce.Code
-			}
-			return -1
-		}
-	}
-}
-
 // TestCloseWithServerShutdown runs the bridge in a real http.Server:
 // Shutdown leaves hijacked connections alone, Close ends them.
 func TestCloseWithServerShutdown(t *testing.T) {
-	b := bus.New[msg]()
-	defer b.Close()
-	br := New(b)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: br}
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(ln) })
-	s := &server{t: t, bus: b, br: br, url: "ws://" + ln.Addr().String() + "/"}
+	s := newServer(t, nil)
 	cl := s.dial(t)
 	cl.sub("s", "x", nil)
 
 	ctx, cancel := context.WithTimeout(t.Context(), readWait)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := s.ws.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	s.publish("x", msg{Text: "still served"})
 	if ev := cl.events(1)[0]; ev.Topic != "x" {
 		t.Fatalf("event %+v", ev)
 	}
-	if err := br.Close(); err != nil {
+	if err := s.br.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if code := cl.closeCode(); code != closeGoingAway {
 		t.Fatalf("close code %d", code)
 	}
-	wg.Wait()
 }
 
 func TestBusClosedClosesClients(t *testing.T) {
@@ -132,8 +106,8 @@ func TestBusClosedClosesClients(t *testing.T) {
 		}
 	}
 	_, err := s.tryDial(nil)
-	var se *statusError
-	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+	var se *wstest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
 		t.Fatalf("dial with the bus closed: %v, want 503", err)
 	}
 }
@@ -143,14 +117,18 @@ func TestNewOnClosedBus(t *testing.T) {
 	_ = b.Close()
 	s := newServer(t, b)
 	_, err := s.tryDial(nil)
-	var se *statusError
-	if !errors.As(err, &se) || se.status != http.StatusServiceUnavailable {
+	var se *wstest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
 		t.Fatalf("got %v, want 503", err)
 	}
 }
 
-func TestStats(t *testing.T) {
-	s := newServer(t, nil, WithAuthorize(func(_ any, a Action, p string) error {
+// TestStats runs in a bubble: synctest.Wait says when the counters of the
+// write loops and of a leaving client have settled.
+func TestStats(t *testing.T) { synctest.Test(t, testStats) }
+
+func testStats(t *testing.T) {
+	s := newMemServer(t, nil, WithAuthorize(func(_ any, a Action, p string) error {
 		if strings.HasPrefix(p, "no") {
 			return errors.New("no")
 		}
@@ -186,14 +164,15 @@ func TestStats(t *testing.T) {
 	if st.Rejected["forbidden"] != 1 || st.Rejected["bad_frame"] != 1 || len(st.Rejected) != 2 {
 		t.Fatalf("rejected %v", st.Rejected)
 	}
-	// Frames out so far: 2 hellos, 3 acks, 2 published, 2 errors, events.
-	waitFor(t, "frames out", func() bool { return s.br.Stats().EventsOut == 5 })
-	if st := s.br.Stats(); st.FramesOut < 9+3 {
-		t.Fatalf("frames out %d", st.FramesOut)
+	// Frames out so far: 2 hellos, 3 acks, 2 published, 2 errors, and the
+	// 5 event entries in 3 frames or more.
+	synctest.Wait()
+	if st := s.br.Stats(); st.EventsOut != 5 || st.FramesOut < 9+3 {
+		t.Fatalf("events out %d, frames out %d", st.EventsOut, st.FramesOut)
 	}
 	_ = a.c.Close()
-	waitFor(t, "a to leave", func() bool {
-		st := s.br.Stats()
-		return st.Clients == 1 && st.Subscriptions == 1 && st.Patterns == 1
-	})
+	synctest.Wait()
+	if st := s.br.Stats(); st.Clients != 1 || st.Subscriptions != 1 || st.Patterns != 1 {
+		t.Fatalf("after a left: %+v", st)
+	}
 }

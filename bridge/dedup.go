@@ -18,7 +18,6 @@ var errIDReused = errors.New("publish id already used for another topic")
 type dedup struct {
 	size int
 	age  time.Duration
-	now  func() time.Time
 
 	mu    sync.Mutex
 	byID  map[string]*dedupEntry
@@ -35,7 +34,7 @@ type dedupEntry struct {
 }
 
 func newDedup(size int, age time.Duration) *dedup {
-	return &dedup{size: size, age: age, now: time.Now, byID: make(map[string]*dedupEntry)}
+	return &dedup{size: size, age: age, byID: make(map[string]*dedupEntry)}
 }
 
 // do runs publish once per id within the window. It returns the seq, whether
@@ -43,7 +42,7 @@ func newDedup(size int, age time.Duration) *dedup {
 // concurrent first attempt ends with ctx.
 func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64, error)) (uint64, bool, error) {
 	d.mu.Lock()
-	now := d.now()
+	now := time.Now()
 	d.evictLocked(now, 0)
 	if e := d.byID[id]; e != nil {
 		d.mu.Unlock()
@@ -105,6 +104,6 @@ func (d *dedup) len() int { return len(d.order) - d.head }
 func (d *dedup) remembered() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.evictLocked(d.now(), 0)
+	d.evictLocked(time.Now(), 0)
 	return len(d.byID)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -52,10 +53,11 @@ func TestDedupConcurrentDuplicatesWaitForTheFirst(t *testing.T) {
 	}
 }
 
-func TestDedupWindow(t *testing.T) {
-	now := time.Unix(1000, 0)
+// TestDedupWindow runs in a bubble: the age bound is exact in fake time.
+func TestDedupWindow(t *testing.T) { synctest.Test(t, testDedupWindow) }
+
+func testDedupWindow(t *testing.T) {
 	d := newDedup(3, time.Minute)
-	d.now = func() time.Time { return now }
 	n := uint64(0)
 	publish := func() (uint64, error) { n++; return n, nil }
 	do := func(id string) (uint64, bool) {
@@ -75,13 +77,40 @@ func TestDedupWindow(t *testing.T) {
 	if _, dup := do("0"); dup {
 		t.Fatal("the oldest id outlived the size bound")
 	}
-	now = now.Add(time.Minute)
+	time.Sleep(time.Minute - time.Nanosecond)
+	if got := d.remembered(); got != 3 {
+		t.Fatalf("%d ids remembered just before the age bound, want 3", got)
+	}
+	time.Sleep(time.Nanosecond)
 	if d.remembered() != 0 {
 		t.Fatalf("%d ids outlived the age bound", d.remembered())
 	}
 	if _, dup := do("3"); dup {
 		t.Fatal("an expired id was remembered")
 	}
+}
+
+// TestDedupWindowOverTheWire: a client retry within WithDedupWindow's age
+// gets the first seq; once the age has passed it is published again.
+func TestDedupWindowOverTheWire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newMemServer(t, nil, WithAuthorize(allowAll), WithDedupWindow(10, time.Minute))
+		cl := s.dial(t)
+		pub := func() uint64 {
+			t.Helper()
+			cl.send(`{"op":"pub","id":"once","topic":"t","data":{}}`)
+			return cl.expect("published").Seq
+		}
+		first := pub()
+		time.Sleep(time.Minute - time.Nanosecond)
+		if seq := pub(); seq != first {
+			t.Fatalf("retry within the window: seq %d, want %d", seq, first)
+		}
+		time.Sleep(time.Nanosecond)
+		if seq := pub(); seq == first {
+			t.Fatalf("retry after the window: seq %d again", seq)
+		}
+	})
 }
 
 func TestDedupForgetsFailures(t *testing.T) {

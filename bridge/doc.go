@@ -32,9 +32,16 @@
 //   - A bad frame gets an error frame with a machine-readable code and never
 //     closes the connection by itself; a spent bad-frame budget closes it
 //     with 4001.
-//   - Close sends going-away (1001) to every client and returns once all the
-//     bridge's goroutines are gone. It leaves the bus open; a closed bus
-//     closes every client with 1001.
+//   - Close sends going-away (1001) to every client, including one whose
+//     WithAuthenticate was still running, and returns once all the bridge's
+//     goroutines are gone: within WithWriteTimeout (plus the time such
+//     WithAuthenticate calls take), dropping a socket that has not taken its
+//     close frame by then. It leaves the bus open; a closed bus closes every
+//     client with 1001.
+//   - Text is UTF-8, strictly: a topic, pattern, id or sub that is not valid
+//     UTF-8 (an unpaired surrogate escape included) is refused, never
+//     replaced with U+FFFD (PROTOCOL.md, "Text is UTF-8, strictly").
+//   - Absurd option values are clamped as each option says, never a panic.
 //
 // # Cost
 //

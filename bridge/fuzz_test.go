@@ -1,14 +1,18 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
 
 // FuzzDecodeFrame feeds arbitrary bytes to the frame decoder: it never
-// panics, accepts only frames that follow PROTOCOL.md, and its error frame
-// is always valid JSON naming a request only by a valid id.
+// panics, accepts only frames that follow PROTOCOL.md (valid UTF-8
+// included), and its error frame is always valid JSON naming a request
+// only by a valid id.
 func FuzzDecodeFrame(f *testing.F) {
 	for _, seed := range []string{
 		`{"op":"sub","id":"r1","sub":"s1","pattern":"chat.>"}`,
@@ -22,6 +26,11 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"op":"sub","id":"r1","sub":"s","pattern":"a","last":"x"}`,
 		`{"op":"nope","id":"\u0000"}`,
 		`{"op":`, `[]`, `null`, `""`, `{}`, "\xff\xfe",
+		"{\"op\":\"pub\",\"id\":\"p\",\"topic\":\"a\xffb\",\"data\":{}}",
+		`{"op":"pub","id":"p","topic":"a\ud800b","data":{"x":"\udc00"}}`,
+		`{"op":"sub","id":"r","sub":"s\ud83d\ude00","pattern":"\ud83d\ude00.>"}`,
+		"{\"op\":\"ping\",\"id\":\"r\",\"pad\":\"\xc3\"}",
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","after":{"epoch":"\ud800","seq":1}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -42,6 +51,12 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		if !validID(fr.ID) {
 			t.Fatalf("accepted id %q", fr.ID)
+		}
+		if !utf8.Valid(data) || !utf8.ValidString(fr.Op+fr.Sub+fr.Pattern+fr.Topic) {
+			t.Fatalf("accepted a frame that is not valid UTF-8: %q", data)
+		}
+		if fr.After != nil && !utf8.ValidString(fr.After.Epoch) {
+			t.Fatalf("accepted an epoch that is not valid UTF-8: %q", data)
 		}
 		switch fr.Op {
 		case "sub":
@@ -87,3 +102,50 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnquote holds the strict unquoter to encoding/json: for every value
+// encoding/json reads as a string, unquote reads it too, and gets exactly
+// encoding/json's string whenever the input is valid text; it reports
+// invalid UTF-8 only for input with invalid bytes or a surrogate escape,
+// and whatever else encoding/json reads (numbers, objects) is not a string.
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{
+		`""`, `"chat.lobby"`, `"a\"b\\c\/d"`, `"\b\f\n\r\t"`, `"\u00e9\u20ac"`, `"\ud83d\ude00"`,
+		`"\ud800"`, `"\udc00"`, `"\ud800\ud800"`, `"\ud800\udc00"`, `"\uDBFF\uDFFF"`, `"\udc00\ud800"`,
+		`"\ud800x"`, `"\\ud800"`, "\"\xff\"", "\"\xed\xa0\x80\"", `null`, `5`, `{}`, `[]`, `true`, ` "x" `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want string
+		jerr := json.Unmarshal(data, &want)
+		raw := bytes.TrimSpace(data)
+		got, ok := unquote(raw)
+		if jerr != nil {
+			var v any
+			if json.Unmarshal(data, &v) == nil && ok {
+				t.Fatalf("unquote took %q, which encoding/json reads as %T, for a string", data, v)
+			}
+			return
+		}
+		if !ok {
+			t.Fatalf("unquote refused %q, which encoding/json reads as %q", data, want)
+		}
+		if utf8.ValidString(got) {
+			if got != want {
+				t.Fatalf("unquote(%q) = %q, encoding/json %q", data, got, want)
+			}
+			return
+		}
+		if utf8.Valid(raw) && !surrogateEscape.Match(raw) {
+			t.Fatalf("unquote(%q) = %q is not valid UTF-8, but the input has neither invalid bytes nor surrogate escapes", data, got)
+		}
+		if !strings.ContainsRune(want, utf8.RuneError) {
+			t.Fatalf("unquote(%q) found invalid text, encoding/json no replacement: %q", data, want)
+		}
+	})
+}
+
+// surrogateEscape matches an escape in the surrogate range (possibly after
+// an escaped backslash, which only makes the check looser).
+var surrogateEscape = regexp.MustCompile(`\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}`)

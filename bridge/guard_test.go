@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
 
 func TestOriginCheck(t *testing.T) {
@@ -37,7 +39,7 @@ func TestOriginCheck(t *testing.T) {
 			switch tt.origin {
 			case "":
 			case "self":
-				h.Set("Origin", s.srv.URL)
+				h.Set("Origin", s.ws.HTTP)
 			default:
 				h.Set("Origin", tt.origin)
 			}
@@ -49,8 +51,8 @@ func TestOriginCheck(t *testing.T) {
 				_ = c.Close()
 				return
 			}
-			var se *statusError
-			if !errors.As(err, &se) || se.status != http.StatusForbidden {
+			var se *wstest.StatusError
+			if !errors.As(err, &se) || se.Status != http.StatusForbidden {
 				t.Fatalf("got %v, want 403", err)
 			}
 		})
@@ -97,8 +99,8 @@ func TestAuthenticate(t *testing.T) {
 	s := newServer(t, nil, WithAuthenticate(authn), WithAuthorize(authz))
 
 	_, err := s.tryDial(nil)
-	var se *statusError
-	if !errors.As(err, &se) || se.status != http.StatusUnauthorized {
+	var se *wstest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
 		t.Fatalf("no credentials: %v, want 401", err)
 	}
 	if s.br.Clients() != 0 {
@@ -109,9 +111,7 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &client{t: t, c: conn}
-	t.Cleanup(func() { _ = conn.Close() })
-	cl.hello = cl.read()
+	cl := newClient(t, conn)
 	cl.sub("mine", "user.ann.>", nil)
 	cl.send(`{"op":"sub","id":"r2","sub":"theirs","pattern":"user.bob.inbox"}`)
 	if f := cl.read(); f.Code != "forbidden" || f.Sub != "theirs" {

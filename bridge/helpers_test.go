@@ -2,16 +2,14 @@ package bridge
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	bus "github.com/whalesong/bus"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 	"go.uber.org/goleak"
 )
 
@@ -50,40 +48,40 @@ type entry struct {
 
 const readWait = 10 * time.Second
 
-// server is a bus, a bridge on it and an httptest server around it; the
+// server is a bus, a bridge on it and a wstest server around it; the
 // test's cleanup closes all three in the order a program would.
 type server struct {
 	t   testing.TB
 	bus *bus.Bus[msg]
 	br  *Bridge[msg]
-	srv *httptest.Server
-	url string
+	ws  *wstest.Server
 }
 
+// newServer serves on 127.0.0.1.
 func newServer(t testing.TB, b *bus.Bus[msg], opts ...Option) *server {
 	t.Helper()
-	return newServerOn(t, b, nil, opts...)
+	return newServerWith(t, b, wstest.Options{}, opts...)
 }
 
-// newServerOn serves on ln (nil: a fresh loopback listener).
-func newServerOn(t testing.TB, b *bus.Bus[msg], ln net.Listener, opts ...Option) *server {
+// newMemServer serves over in-memory connections: for tests inside a
+// testing/synctest bubble (call it inside), where time is fake and
+// synctest.Wait replaces polling.
+func newMemServer(t testing.TB, b *bus.Bus[msg], opts ...Option) *server {
+	t.Helper()
+	return newServerWith(t, b, wstest.Options{Memory: true}, opts...)
+}
+
+func newServerWith(t testing.TB, b *bus.Bus[msg], wo wstest.Options, opts ...Option) *server {
 	t.Helper()
 	if b == nil {
 		b = bus.New[msg]()
 	}
 	br := New(b, opts...)
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewUnstartedServer(mux)
-	if ln != nil {
-		_ = srv.Listener.Close()
-		srv.Listener = ln
-	}
-	srv.Start()
-	s := &server{t: t, bus: b, br: br, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
-	t.Cleanup(func() {
+	ws := wstest.NewServer(t, br, wo)
+	s := &server{t: t, bus: b, br: br, ws: ws}
+	t.Cleanup(func() { // before the server's own cleanup
 		_ = br.Close()
-		srv.Close()
+		ws.Close()
 		_ = b.Close()
 	})
 	return s
@@ -92,7 +90,7 @@ func newServerOn(t testing.TB, b *bus.Bus[msg], ln net.Listener, opts ...Option)
 // allowAll authorizes every subscribe and publish.
 func allowAll(any, Action, string) error { return nil }
 
-// client is a test WebSocket client.
+// client is a test client speaking the bridge's protocol.
 type client struct {
 	t     testing.TB
 	c     *websocket.Conn
@@ -103,10 +101,23 @@ type client struct {
 // dial connects and reads the hello.
 func (s *server) dial(t testing.TB) *client {
 	t.Helper()
-	c, err := s.tryDial(nil)
+	return s.dialWith(t, wstest.DialOptions{})
+}
+
+// dialWith connects with o and reads the hello.
+func (s *server) dialWith(t testing.TB, o wstest.DialOptions) *client {
+	t.Helper()
+	c, err := s.ws.Dial(t.Context(), "/", o)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
+	return newClient(t, c)
+}
+
+// newClient speaks the protocol on c, which it closes at the test's end;
+// it reads the hello.
+func newClient(t testing.TB, c *websocket.Conn) *client {
+	t.Helper()
 	cl := &client{t: t, c: c}
 	t.Cleanup(func() { _ = c.Close() })
 	cl.hello = cl.read()
@@ -116,24 +127,11 @@ func (s *server) dial(t testing.TB) *client {
 	return cl
 }
 
+// tryDial connects with headers h; a refused handshake is a
+// *wstest.StatusError.
 func (s *server) tryDial(h http.Header) (*websocket.Conn, error) {
-	d := websocket.Dialer{HandshakeTimeout: readWait}
-	c, resp, err := d.Dial(s.url, h)
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	if err != nil && resp != nil {
-		return nil, &statusError{resp.StatusCode, err}
-	}
-	return c, err
+	return s.ws.Dial(s.t.Context(), "/", wstest.DialOptions{Header: h})
 }
-
-type statusError struct {
-	status int
-	err    error
-}
-
-func (e *statusError) Error() string { return e.err.Error() }
 
 func (cl *client) send(v any) {
 	cl.t.Helper()
@@ -226,18 +224,47 @@ func (cl *client) events(n int) []entry {
 // closeCode reads until the connection ends and returns its close code.
 func (cl *client) closeCode() int {
 	cl.t.Helper()
+	code := cl.closeCodeQuiet()
+	if code < 0 {
+		cl.t.Fatal("connection ended without a close frame")
+	}
+	return code
+}
+
+// closeCodeQuiet reads until the connection ends; -1 without a close frame.
+func (cl *client) closeCodeQuiet() int {
 	for {
 		_ = cl.c.SetReadDeadline(time.Now().Add(readWait))
-		_, _, err := cl.c.ReadMessage()
-		if err == nil {
+		if _, _, err := cl.c.ReadMessage(); err != nil {
+			if code, ok := wstest.CloseCode(err); ok {
+				return code
+			}
+			return -1
+		}
+	}
+}
+
+// shape reads n frames and describes each: its op, with the number of
+// events of an events frame ("events:512"), or "close:<code>" for the end.
+func (cl *client) shape(n int) []string {
+	cl.t.Helper()
+	var out []string
+	for range n {
+		f, err := cl.tryRead(readWait)
+		if err != nil {
+			code, ok := wstest.CloseCode(err)
+			if !ok {
+				cl.t.Fatalf("read: %v (after %v)", err, out)
+			}
+			return append(out, fmt.Sprint("close:", code))
+		}
+		if f.Op == "events" {
+			out = append(out, fmt.Sprint("events:", len(f.Events)))
 			continue
 		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		cl.t.Fatalf("connection ended without a close frame: %v", err)
+		out = append(out, f.Op)
 	}
+	return out
 }
 
 // ping proves the connection still answers.
@@ -259,15 +286,6 @@ func (s *server) publish(topic string, m msg) uint64 {
 	return seq
 }
 
-// waitFor polls cond until it holds: only for states that have no signal
-// (counters of another goroutine).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(readWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor polls cond: only for states that have no signal (counters of
+// another goroutine) over real sockets. In a bubble, use synctest.Wait.
+func waitFor(t testing.TB, what string, cond func() bool) { t.Helper(); wstest.WaitFor(t, what, cond) }

@@ -15,9 +15,7 @@ import (
 func (s *session[T]) handle(data []byte) {
 	s.br.stats.framesIn.Add(1)
 	if int64(len(data)) > s.br.cfg.maxMessageSize {
-		var f clientFrame
-		salvageIDs(data, &f)
-		s.reject(newProtoError(codeTooLarge, &f, "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
+		s.reject(newProtoError(codeTooLarge, salvageIDs(data), "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
 		return
 	}
 	f, pe := decodeFrame(data)
@@ -54,19 +52,12 @@ func (s *session[T]) reject(pe *protoError) {
 	}
 	if s.badLim == nil {
 		cfg := &s.br.cfg
-		s.badLim = rate.NewLimiter(rate.Limit(float64(cfg.badFrames)/cfg.badFramePeriod.Seconds()), cfg.badFrames)
+		s.badLim = rate.NewLimiter(perSecond(float64(cfg.badFrames)/cfg.badFramePeriod.Seconds()), cfg.badFrames)
 	}
 	if s.badLim.Allow() {
 		return
 	}
-	s.mu.Lock()
-	wasDead := s.dead
-	s.dieLocked()
-	s.mu.Unlock()
-	if !wasDead {
-		s.br.stats.abuseDisconnects.Add(1)
-		s.closeWith(closeAbuse, "too many bad frames")
-	}
+	s.end(endAbuse)
 }
 
 // subscribe attaches a client subscription to the shared fanout of its
@@ -171,29 +162,29 @@ func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], from uint64, recov
 		evs = evs[1:]
 	}
 	s.mu.Lock()
+	st := s.goLiveLocked(cs, ack, from, evs)
+	s.mu.Unlock()
+	s.act(st)
+}
+
+func (s *session[T]) goLiveLocked(cs *clientSub[T], ack []byte, from uint64, evs []bus.Event[T]) step {
 	if s.dead {
-		s.mu.Unlock()
-		return
+		return step{}
 	}
 	cs.lastSent = from
-	s.push(item[T]{frame: ack})
+	s.out.push(item[T]{frame: ack})
 	if len(evs) > 0 {
-		s.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
+		s.out.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
 		cs.lastSent = evs[len(evs)-1].Seq
 	}
-	s.backlog -= len(cs.held)
-	for _, se := range cs.held {
+	for _, se := range s.out.release(cs) {
 		if se.seq > cs.lastSent {
-			s.push(item[T]{ev: se, sub: cs})
+			s.out.push(item[T]{ev: se, sub: cs})
 			cs.lastSent = se.seq
 		}
 	}
-	cs.held, cs.pending = nil, false
-	if s.backlog > s.br.cfg.maxBacklog {
-		s.cutUnlock()
-		return
-	}
-	s.kickUnlock()
+	cs.pending = false
+	return s.nextLocked()
 }
 
 func (s *session[T]) unsubscribe(f *clientFrame) *protoError {
@@ -227,10 +218,7 @@ func (s *session[T]) dropSub(cs *clientSub[T]) {
 func (s *session[T]) removeSubLocked(cs *clientSub[T]) bool {
 	cs.closed = true
 	delete(s.subs, cs.id)
-	if !s.dead {
-		s.backlog -= len(cs.held)
-	}
-	cs.held = nil
+	s.out.release(cs)
 	a := cs.att
 	a.subs = slices.DeleteFunc(a.subs, func(x *clientSub[T]) bool { return x == cs })
 	s.br.stats.subscriptions.Add(-1)
@@ -256,8 +244,8 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 	}
 	if s.pubLim == nil {
 		cfg := &br.cfg
-		s.pubLim = rate.NewLimiter(rate.Limit(cfg.pubRate), cfg.pubBurst)
-		s.floodLim = rate.NewLimiter(rate.Limit(floodFactor*cfg.pubRate), floodFactor*cfg.pubBurst)
+		s.pubLim = rate.NewLimiter(perSecond(cfg.pubRate), cfg.pubBurst)
+		s.floodLim = rate.NewLimiter(perSecond(floodFactor*cfg.pubRate), floodFactor*cfg.pubBurst)
 	}
 	flood := !s.floodLim.Allow()
 	if !s.pubLim.Allow() {
@@ -298,6 +286,16 @@ func (br *Bridge[T]) unmarshal(data []byte, v *T) (err error) {
 		data = []byte("null")
 	}
 	return br.cfg.codec.Unmarshal(data, v)
+}
+
+// perSecond is a limiter's rate: r (>= 0, not NaN) events per second, or
+// no limit when r overflows to +Inf (rate.Inf is a finite number, and the
+// limiter's arithmetic on +Inf relies on NaN comparisons).
+func perSecond(r float64) rate.Limit {
+	if r >= float64(rate.Inf) {
+		return rate.Inf
+	}
+	return rate.Limit(r)
 }
 
 // busError maps an error of the bus (or of waiting for it) to its code.

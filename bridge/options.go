@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"time"
 )
@@ -20,6 +21,13 @@ const (
 	DefaultDedupAge         = 5 * time.Minute  // how long a publish id is remembered
 	DefaultWriteTimeout     = 10 * time.Second // a socket write blocked this long drops the connection
 	DefaultPublishTimeout   = 5 * time.Second  // a client publish waiting for room on the bus
+)
+
+// The clamps of absurd option values, as the options document them.
+const (
+	MaxMessageSizeLimit = 1 << 30   // WithMaxMessageSize above it counts as it
+	MaxPublishBurst     = 1 << 30   // WithPublishRate's burst above it counts as it
+	MaxWriteTimeout     = time.Hour // WithWriteTimeout above it counts as it
 )
 
 const (
@@ -142,11 +150,11 @@ func WithAllowedOrigins(origins ...string) Option {
 // KiB). A larger frame is answered with too_large and spends one unit of the
 // bad-frame budget; one above 4*n closes the connection with 1009, so that a
 // client cannot make the server buffer arbitrary amounts. n < 1 keeps the
-// default.
+// default; n above MaxMessageSizeLimit (1 GiB) counts as that limit.
 func WithMaxMessageSize(n int64) Option {
 	return func(c *config) {
 		if n > 0 {
-			c.maxMessageSize = n
+			c.maxMessageSize = min(n, MaxMessageSizeLimit)
 		}
 	}
 }
@@ -154,12 +162,16 @@ func WithMaxMessageSize(n int64) Option {
 // WithPublishRate limits each connection to perSecond publishes on average
 // with bursts of burst (default 50/s, burst 100). Over it a publish is
 // answered rate_limited and not published; only publishing beyond 10 times
-// that (rate and burst) spends the bad-frame budget. perSecond <= 0 allows only the
-// burst, ever; burst < 1 counts as 1.
+// that (rate and burst) spends the bad-frame budget. perSecond <= 0 (or NaN)
+// allows only the burst, ever; +Inf removes the limit. burst < 1 counts as
+// 1, above MaxPublishBurst (about a billion) as MaxPublishBurst.
 func WithPublishRate(perSecond float64, burst int) Option {
 	return func(c *config) {
-		c.pubRate = max(perSecond, 0)
-		c.pubBurst = max(burst, 1)
+		if math.IsNaN(perSecond) || perSecond < 0 {
+			perSecond = 0
+		}
+		c.pubRate = perSecond
+		c.pubBurst = min(max(burst, 1), MaxPublishBurst)
 	}
 }
 
@@ -176,7 +188,7 @@ func WithCodec(codec Codec) Option {
 
 // WithMaxSubscriptions caps the live subscriptions of one connection
 // (default 128); more are answered too_many_subscriptions. n < 1 keeps the
-// default.
+// default; any larger n is taken as it is (math.MaxInt: no cap).
 func WithMaxSubscriptions(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -189,7 +201,9 @@ func WithMaxSubscriptions(n int) Option {
 // (default 4096). A client that falls further behind is closed with 4000
 // "resume needed" and its queue is released at once; it reconnects and
 // resumes from the last seq it saw. Neither publishers nor other clients
-// ever wait for it. n < 1 keeps the default.
+// ever wait for it. n < 1 keeps the default; any larger n is taken as it is
+// (math.MaxInt: a slow client is never cut off, and its queue grows with
+// what it has not read).
 func WithMaxBacklog(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -203,7 +217,9 @@ func WithMaxBacklog(n int) Option {
 // its burst) per period, refilled continuously, before it is closed with
 // 4001 (default 30 per minute). A single bad frame never closes a
 // connection, nor does a client that merely flushes a queue of publishes
-// into its rate limit. n < 1 or period <= 0 keeps the default.
+// into its rate limit. n < 1 or period <= 0 keeps the default; any larger
+// values are taken as they are (a budget of math.MaxInt per nanosecond
+// never closes anything, one per math.MaxInt64 never refills).
 func WithBadFrameBudget(n int, period time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && period > 0 {
@@ -215,7 +231,9 @@ func WithBadFrameBudget(n int, period time.Duration) Option {
 // WithDedupWindow sets how many client publish ids the bridge remembers
 // (default 16384) and for how long (default 5 minutes). A publish retried
 // with a remembered id is answered with the first attempt's seq and not
-// published again. size < 1 or age <= 0 keeps that default.
+// published again. size < 1 or age <= 0 keeps that default; larger values
+// are taken as they are (memory grows with the ids actually remembered,
+// about 200 bytes each).
 func WithDedupWindow(size int, age time.Duration) Option {
 	return func(c *config) {
 		if size > 0 {
@@ -230,18 +248,19 @@ func WithDedupWindow(size int, age time.Duration) Option {
 // WithWriteTimeout bounds one socket write (default 10 s): a client that
 // does not read for that long while the server writes is dropped. It also
 // bounds how long Bridge.Close can wait for a stalled client. d <= 0 keeps
-// the default.
+// the default; d above MaxWriteTimeout (an hour) counts as MaxWriteTimeout.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
-			c.writeTimeout = d
+			c.writeTimeout = min(d, MaxWriteTimeout)
 		}
 	}
 }
 
 // WithPublishTimeout bounds how long a client publish may wait for room on
 // the bus (Block subscribers that are full); past it the client gets
-// unavailable (default 5 s). d <= 0 keeps the default.
+// unavailable (default 5 s). d <= 0 keeps the default; any larger d is
+// taken as it is (Bridge.Close ends a waiting publish whatever d is).
 func WithPublishTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

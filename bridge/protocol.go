@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -81,131 +80,6 @@ func newProtoError(c code, f *clientFrame, format string, args ...any) *protoErr
 		}
 	}
 	return e
-}
-
-// clientFrame is every field any client op can carry.
-type clientFrame struct {
-	Op      string          `json:"op"`
-	ID      string          `json:"id"`
-	Sub     string          `json:"sub"`
-	Pattern string          `json:"pattern"`
-	Topic   string          `json:"topic"`
-	Data    json.RawMessage `json:"data"`
-	After   *afterPos       `json:"after"`
-	Last    *int64          `json:"last"`
-	Since   *string         `json:"since"`
-
-	since time.Time // parsed Since
-}
-
-// afterPos is the resume position of a sub frame.
-type afterPos struct {
-	Epoch string  `json:"epoch"`
-	Seq   *uint64 `json:"seq"`
-}
-
-// decodeFrame parses and checks one client frame. The error always says
-// which request it answers when the frame names one readably.
-func decodeFrame(data []byte) (*clientFrame, *protoError) {
-	f := new(clientFrame)
-	if err := json.Unmarshal(data, f); err != nil {
-		salvageIDs(data, f)
-		return nil, newProtoError(codeBadFrame, f, "not a valid frame: %v", err)
-	}
-	if f.Op == "" {
-		return nil, newProtoError(codeBadFrame, f, "no op")
-	}
-	var e *protoError
-	switch f.Op {
-	case "sub":
-		e = checkSub(f)
-	case "unsub":
-		e = checkIDs(f, true)
-	case "pub":
-		e = checkIDs(f, false)
-	case "ping":
-		e = checkIDs(f, false)
-	default:
-		return nil, newProtoError(codeUnknownOp, f, "unknown op %q", clip(f.Op))
-	}
-	if e != nil {
-		return nil, e
-	}
-	return f, nil
-}
-
-// salvageIDs fills f.ID, f.Sub and f.Op from a frame that did not decode as
-// a whole (say "last":"x"), so that the error can name its request.
-func salvageIDs(data []byte, f *clientFrame) {
-	var ids struct {
-		Op  json.RawMessage `json:"op"`
-		ID  json.RawMessage `json:"id"`
-		Sub json.RawMessage `json:"sub"`
-	}
-	*f = clientFrame{}
-	if json.Unmarshal(data, &ids) != nil {
-		return
-	}
-	f.Op, f.ID, f.Sub = rawString(ids.Op), rawString(ids.ID), rawString(ids.Sub)
-	if !validID(f.ID) {
-		f.ID = ""
-	}
-	if !validID(f.Sub) {
-		f.Sub = ""
-	}
-}
-
-func rawString(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return s
-}
-
-func validID(s string) bool { return s != "" && len(s) <= maxIDLen }
-
-func checkIDs(f *clientFrame, needSub bool) *protoError {
-	if !validID(f.ID) {
-		f.ID = ""
-		return newProtoError(codeBadFrame, f, "%s: id must be a string of 1 to %d bytes", f.Op, maxIDLen)
-	}
-	if needSub && !validID(f.Sub) {
-		f.Sub = ""
-		return newProtoError(codeBadFrame, f, "%s: sub must be a string of 1 to %d bytes", f.Op, maxIDLen)
-	}
-	return nil
-}
-
-func checkSub(f *clientFrame) *protoError {
-	if e := checkIDs(f, true); e != nil {
-		return e
-	}
-	n := 0
-	if f.After != nil {
-		n++
-		if f.After.Seq == nil {
-			return newProtoError(codeBadFrame, f, "sub: after needs a seq")
-		}
-	}
-	if f.Last != nil {
-		n++
-		if *f.Last < 0 {
-			return newProtoError(codeBadFrame, f, "sub: last must be >= 0")
-		}
-	}
-	if f.Since != nil {
-		n++
-		t, err := time.Parse(time.RFC3339Nano, *f.Since)
-		if err != nil {
-			return newProtoError(codeBadFrame, f, "sub: since must be an RFC 3339 time: %v", err)
-		}
-		f.since = t
-	}
-	if n > 1 {
-		return newProtoError(codeBadFrame, f, "sub: at most one of after, last, since")
-	}
-	return nil
 }
 
 // clip shortens client text echoed in a message.

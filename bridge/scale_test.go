@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 )
@@ -29,7 +30,7 @@ func TestThousandClients(t *testing.T) {
 			cl := &client{t: t, c: c}
 			t.Cleanup(func() { _ = c.Close() })
 			if f, err := cl.tryRead(readWait); err != nil || f.Op != "hello" {
-				errs <- err
+				errs <- fmt.Errorf("hello: %+v, %v", f, err)
 				return
 			}
 			clients[i] = cl

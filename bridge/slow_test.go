@@ -1,55 +1,15 @@
 package bridge
 
 import (
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/whalesong/bus/bridge/internal/wstest"
 )
-
-// dialSmallBuffer connects with a tiny socket receive buffer, so that a
-// client that stops reading makes the server's writes block soon.
-func (s *server) dialSmallBuffer(t testing.TB) *client {
-	t.Helper()
-	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	d := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: readWait}
-	c, _, err := d.Dial(s.url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl := &client{t: t, c: c}
-	cl.hello = cl.read()
-	return cl
-}
-
-// smallSendBuffers gives every accepted connection a small socket send
-// buffer, so that the kernel does not absorb megabytes for a client that
-// stopped reading.
-type smallSendBuffers struct{ net.Listener }
-
-func (l smallSendBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(8192)
-	}
-	return c, err
-}
 
 // TestSlowClientIsCutOff stops reading on one client while 100 others read
 // along: the slow one is closed with 4000 once its backlog passes the
@@ -58,12 +18,10 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves tens of megabytes over loopback")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newServerOn(t, nil, smallSendBuffers{ln}, WithMaxBacklog(64))
-	slow := s.dialSmallBuffer(t)
+	// Small socket buffers on both sides, so that the kernel does not
+	// absorb megabytes for a client that stopped reading.
+	s := newServerWith(t, nil, wstest.Options{SendBuffer: 8192}, WithMaxBacklog(64))
+	slow := s.dialWith(t, wstest.DialOptions{RecvBuffer: 4096})
 	slow.sub("s", "feed", nil)
 
 	const fast = 100
