@@ -598,6 +598,7 @@ func BenchmarkWildcardResume(b *testing.B) {
 		bs.Close()
 	}
 }
+
 // BenchmarkParallelPublish is the publish path alone (nobody subscribed,
 // default history) with one publisher per P on a topic of its own: run it
 // with -cpu 1,2 to compare one publisher with two (ns/op is per publish,

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,29 +30,56 @@ type Event[T any] struct {
 
 // Bus is an event bus for events of type T. Its methods are safe for
 // concurrent use. Make one with New and end it with Close.
+//
+// Locks, in the order they are taken: the shards' mu in index order, then
+// wide, then the leaf locks (feedMu, waitMu, retireMu; the dedup's own).
+// A publish takes only the shard of its topic (and wide when a wildcard
+// subscription matches it), so that publishers of topics in different
+// shards do not wait for each other; everything that must see the whole
+// bus at one instant (Subscribe, Subscription.Close, History, Replay, Page,
+// Stats, Close) takes them all. Each lock's scope stays inside one function.
 type Bus[T any] struct {
 	epoch atomic.Pointer[string]
 	ttl   time.Duration
 	cfg   busConfig
+	seq   atomic.Uint64 // Seq of the newest event numbered (applied, on a log)
+	clock clock
 
-	// mu orders everything: sequence numbers, history, the subject tree and
-	// every subscription's queue. It is never held while user code runs or
-	// while a publisher waits.
-	mu      sync.Mutex
-	hist    *history[T] // numbers and retains events: the seam
+	// shards partition the topics by hash: each holds the history, routes
+	// and counters of its topics, guarded by its mu. One shard only when a
+	// bus-wide rule (TTL, WithMaxRetained) or a shared Log orders
+	// everything anyway.
+	shards []shard[T]
+	seed   maphash.Seed
+
+	// wide orders the deliveries to wildcard subscriptions, which topics of
+	// any shard can match: a publish that matches one takes wide after its
+	// shard and numbers its event under it, so every wildcard subscription
+	// gets events in Seq order. It guards those subscriptions' queues.
+	wide sync.Mutex
+
+	// Guarded by all the locks (taken by lockAll); read under any shard:
 	tree    subjectTree[*Subscription[T]]
 	subs    map[*Subscription[T]]struct{}
-	literal map[string]int       // subscriptions per literal pattern, for Stats.Topics
-	matches []*Subscription[T]   // scratch for route
-	routes  map[string]*route[T] // by topic, until the tree changes
-	recent  *route[T]            // the last route used: a hot topic skips the map
-	clock   clock
-	counts  counts
+	literal map[string]int // subscriptions per literal pattern, for Stats.Topics
 	closed  bool
-	feeds   []*Subscription[T] // subscriptions the feeder tops up (guarded by mu)
-	feeder  bool               // the feeder goroutine runs
-	waits   []seqWait          // WaitSeq callers (guarded by mu)
-	dedup   *dedup             // PublishID in-process, made on first use (guarded by mu)
+	live    atomic.Int64 // subscriptions not ended
+
+	feedMu sync.Mutex
+	feeds  []*Subscription[T] // subscriptions the feeder tops up (guarded by feedMu)
+	feeder bool               // the feeder goroutine runs (guarded by feedMu)
+
+	waitMu   sync.Mutex
+	waits    []seqWait     // WaitSeq callers (guarded by waitMu)
+	waiting  atomic.Int32  // len(waits), read without the lock
+	epochGen atomic.Uint64 // counts epoch changes, for WaitSeq
+
+	retireMu sync.Mutex
+	retired  []*Subscription[T] // ended under their guard alone, still in the tree (guarded by retireMu)
+	retiring atomic.Int32       // len(retired), read without the lock
+
+	dedupOnce sync.Once
+	dedup     *dedup // PublishID in-process, made on first use
 
 	shared *shared[T] // the shared Log, nil in-process
 
@@ -60,9 +88,23 @@ type Bus[T any] struct {
 	wg       sync.WaitGroup
 }
 
+// shard is one part of the bus: the topics whose hash falls in it.
+type shard[T any] struct {
+	mu      sync.Mutex
+	hist    *history[T]          // guarded by mu
+	routes  map[string]*route[T] // by topic, until the tree changes; guarded by mu
+	recent  *route[T]            // the last route used: a hot topic skips the map
+	matches []*Subscription[T]   // scratch for route
+	counts  counts
+	_       [64]byte // keeps shards apart in the cache
+}
+
 type counts struct {
 	published, delivered, dropped, superseded uint64
 }
+
+// shardCount is the number of shards of a bus whose topics are independent.
+const shardCount = 32
 
 // New makes a Bus. In-process (without WithLog) it has a fresh random epoch
 // and numbers its own events; with WithHistoryTTL it starts one goroutine
@@ -70,15 +112,23 @@ type counts struct {
 // its own. Close waits for them.
 func New[T any](opts ...Option) *Bus[T] {
 	cfg := newBusConfig(opts)
+	n := shardCount
+	if cfg.ttl > 0 || cfg.maxRetained > 0 || cfg.log != nil {
+		n = 1 // a bus-wide order: evicting the oldest, applying a log
+	}
 	b := &Bus[T]{
 		ttl:      cfg.ttl,
 		cfg:      cfg,
-		hist:     newHistory[T](cfg.history, cfg.ttl, cfg.maxRetained),
+		shards:   make([]shard[T], n),
 		subs:     make(map[*Subscription[T]]struct{}),
 		literal:  make(map[string]int),
-		routes:   make(map[string]*route[T]),
 		feedWake: make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		seed:     maphash.MakeSeed(),
+	}
+	for i := range b.shards {
+		b.shards[i].hist = newHistory[T](cfg.history, cfg.ttl, cfg.maxRetained)
+		b.shards[i].routes = make(map[string]*route[T])
 	}
 	epoch := ""
 	if cfg.log == nil {
@@ -99,6 +149,43 @@ func New[T any](opts ...Option) *Bus[T] {
 	return b
 }
 
+// shardOf returns the shard that holds topic.
+func (b *Bus[T]) shardOf(topic string) *shard[T] {
+	if len(b.shards) == 1 {
+		return &b.shards[0]
+	}
+	return &b.shards[maphash.String(b.seed, topic)%uint64(len(b.shards))]
+}
+
+// lockAll takes every lock a publish can hold, in the lock order.
+func (b *Bus[T]) lockAll() {
+	for i := range b.shards {
+		b.shards[i].mu.Lock()
+	}
+	b.wide.Lock()
+}
+
+func (b *Bus[T]) unlockAll() {
+	b.wide.Unlock()
+	for i := len(b.shards) - 1; i >= 0; i-- {
+		b.shards[i].mu.Unlock()
+	}
+}
+
+// guardFor returns the lock that guards the queue of a subscription to
+// pattern: the shard of its topic for a literal pattern (only that topic's
+// publishers reach it), wide for a wildcard one, the one shard when there
+// is only one.
+func (b *Bus[T]) guardFor(pattern string) *sync.Mutex {
+	switch {
+	case len(b.shards) == 1:
+		return &b.shards[0].mu
+	case isLiteral(pattern):
+		return &b.shardOf(pattern).mu
+	}
+	return &b.wide
+}
+
 // Publish gives data the next sequence number, retains it for replay and
 // queues it to every matching subscription under its policy, then returns
 // its Seq. It waits only while a matching Block subscriber is full, and then
@@ -110,39 +197,72 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 	if b.shared != nil {
 		return b.publishShared(ctx, "", topic, data)
 	}
+	sh := b.shardOf(topic)
 	var waited *Subscription[T] // the last subscriber this publish waited for
 	for {
 		now := b.clock.now() // outside the lock: clocks can be slow
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			return 0, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
-		}
-		r, err := b.route(topic)
-		if err != nil {
-			b.mu.Unlock()
-			return 0, err
-		}
-		full := firstFull(r.subs)
+		seq, full, err := b.publishOnce(sh, topic, data, now, waited)
 		if full == nil {
-			var ev Event[T]
-			ev, r.log = b.hist.record(r.log, topic, data, now)
-			b.commit(ev, r)
-			if waited != nil && !waited.ended && !waited.full() {
-				waited.passRoom() // the reader made room for more than this one
-			}
-			b.mu.Unlock()
-			return ev.Seq, nil
+			return seq, err
 		}
 		queued := len(full.ch)
-		full.waiters.Add(1)
-		b.mu.Unlock()
 		err = b.waitRoom(ctx, full, queued)
 		full.waiters.Add(-1)
 		if err != nil {
 			return 0, fmt.Errorf("publish to %s: %w", quoteClipped(topic), err)
 		}
 		waited = full
+	}
+}
+
+// publishOnce commits the event, unless a matching Block subscriber is full:
+// then it returns that subscriber, counted as waited for.
+func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, waited *Subscription[T]) (uint64, *Subscription[T], error) {
+	sh.mu.Lock()
+	if b.closed {
+		sh.mu.Unlock()
+		return 0, nil, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
+	}
+	r, err := b.route(sh, topic)
+	if err != nil {
+		sh.mu.Unlock()
+		return 0, nil, err
+	}
+	if r.wide {
+		b.wide.Lock()
+	}
+	var ev Event[T]
+	full := firstFull(r.subs)
+	if full != nil {
+		full.waiters.Add(1)
+	} else {
+		ev, r.log = sh.hist.record(r.log, b.seq.Add(1), topic, data, now)
+		b.commit(sh, ev, r)
+		if waited != nil && !waited.ended && !waited.full() {
+			waited.passRoom() // the reader made room for more than this one
+		}
+	}
+	if r.wide {
+		b.wide.Unlock()
+	}
+	sh.mu.Unlock()
+	if full != nil {
+		return 0, full, nil
+	}
+	b.afterCommit()
+	return ev.Seq, nil, nil
+}
+
+// afterCommit does, outside the locks, what a commit left: waking WaitSeq
+// callers and removing subscriptions that ended under their guard.
+func (b *Bus[T]) afterCommit() {
+	if b.waiting.Load() > 0 {
+		b.wakeWaits(nil)
+	}
+	if b.retiring.Load() > 0 {
+		b.lockAll()
+		b.reap()
+		b.unlockAll()
 	}
 }
 
@@ -159,63 +279,68 @@ func (b *Bus[T]) PublishID(ctx context.Context, id, topic string, data T) (uint6
 	if b.shared != nil {
 		return b.publishShared(ctx, id, topic, data)
 	}
-	b.mu.Lock()
-	if b.dedup == nil {
-		b.dedup = newDedup(b.cfg.dedupSize, b.cfg.dedupAge)
-	}
-	d := b.dedup
-	b.mu.Unlock()
-	seq, _, err := d.do(ctx, id, topic, func() (uint64, error) { return b.Publish(ctx, topic, data) })
+	b.dedupOnce.Do(func() { b.dedup = newDedup(b.cfg.dedupSize, b.cfg.dedupAge) })
+	seq, _, err := b.dedup.do(ctx, id, topic, func() (uint64, error) { return b.Publish(ctx, topic, data) })
 	return seq, err
 }
 
-// maxRoutes bounds the route cache; past it the cache starts over.
+// maxRoutes bounds a shard's route cache; past it the cache starts over.
 const maxRoutes = 4096
 
 // route is where events of one topic go: the matching subscriptions
-// (read-only) and the topic's history, looked up once and cached.
+// (read-only, ordered so that wide ones are all at hand) and the topic's
+// history, looked up once and cached.
 type route[T any] struct {
 	topic string
 	subs  []*Subscription[T]
+	wide  bool         // a wildcard subscription matches: take b.wide
 	log   *topicLog[T] // nil until the first event, or once forgotten
 }
 
 // route returns the route of topic. A topic published before is answered
 // from a cache that every change of the subject tree empties; a new one is
-// checked against the grammar and looked up in the tree. Called under b.mu.
-func (b *Bus[T]) route(topic string) (*route[T], error) {
-	if r := b.recent; r != nil && r.topic == topic {
+// checked against the grammar and looked up in the tree (which changes only
+// under all the locks). Called under sh.mu.
+func (b *Bus[T]) route(sh *shard[T], topic string) (*route[T], error) {
+	if r := sh.recent; r != nil && r.topic == topic {
 		return r, nil
 	}
-	if r, ok := b.routes[topic]; ok {
-		b.recent = r
+	if r, ok := sh.routes[topic]; ok {
+		sh.recent = r
 		return r, nil
 	}
 	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	b.matches = b.tree.match(topic, b.matches[:0])
-	r := &route[T]{topic: strings.Clone(topic), subs: slices.Clone(b.matches), log: b.hist.lookup(topic)}
-	clear(b.matches)
-	if len(b.routes) >= maxRoutes {
-		clear(b.routes)
+	sh.matches = b.tree.match(topic, sh.matches[:0])
+	r := &route[T]{topic: strings.Clone(topic), subs: slices.Clone(sh.matches), log: sh.hist.lookup(topic)}
+	clear(sh.matches)
+	for _, s := range r.subs {
+		r.wide = r.wide || s.guard == &b.wide
 	}
-	b.routes[r.topic] = r
-	b.recent = r
+	if len(sh.routes) >= maxRoutes {
+		clear(sh.routes)
+	}
+	sh.routes[r.topic] = r
+	sh.recent = r
 	return r, nil
 }
 
-// forgetRoutes empties the route cache: the subject tree changed.
+// forgetRoutes empties every route cache: the subject tree changed. Called
+// under all the locks.
 func (b *Bus[T]) forgetRoutes() {
-	b.recent = nil
-	if len(b.routes) > 0 {
-		clear(b.routes)
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.recent = nil
+		if len(sh.routes) > 0 {
+			clear(sh.routes)
+		}
 	}
 }
 
 func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
 	for _, s := range subs {
-		if s.full() {
+		if !s.ended && s.full() { // an ended one lingers until reaped
 			return s
 		}
 	}
@@ -223,27 +348,27 @@ func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
 }
 
 // commit queues a numbered and retained event to every matching
-// subscription. Called under b.mu; in-process with room in every matching
-// Block subscriber.
-func (b *Bus[T]) commit(ev Event[T], r *route[T]) {
+// subscription. Called under sh.mu (and wide when the route is wide); in
+// process with room in every matching Block subscriber.
+func (b *Bus[T]) commit(sh *shard[T], ev Event[T], r *route[T]) {
 	for _, s := range r.subs {
+		if s.ended {
+			continue
+		}
 		out := s.deliver(ev)
 		if out.queued {
-			b.counts.delivered++
+			sh.counts.delivered++
 		}
-		b.counts.dropped += out.dropped
-		b.counts.superseded += out.displaced
+		sh.counts.dropped += out.dropped
+		sh.counts.superseded += out.displaced
 		switch {
 		case out.slow:
-			b.end(s, ErrSlowConsumer)
+			b.retire(s, ErrSlowConsumer)
 		case out.feed, out.behind:
 			b.needFeed(s)
 		}
 	}
-	b.counts.published++
-	if len(b.waits) > 0 {
-		b.wakeWaits(nil)
-	}
+	sh.counts.published++
 }
 
 // Spinning briefly before sleeping catches a reader that is draining right
@@ -297,24 +422,26 @@ func (b *Bus[T]) waitRoom(ctx context.Context, s *Subscription[T], queued int) e
 // that no event is missed or repeated between the two.
 func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscription[T], error) {
 	cfg := newSubConfig(opts)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	if err := CheckPattern(pattern); err != nil && !b.isClosed() {
+		return nil, err
+	}
+	b.lockAll()
+	defer b.unlockAll()
 	if b.closed {
 		return nil, fmt.Errorf("%w: subscribe to %s", ErrClosed, quoteClipped(pattern))
 	}
-	if err := CheckPattern(pattern); err != nil {
-		return nil, err
-	}
-	plan := b.hist.plan(pattern, cfg.from, time.Now())
+	b.reap()
+	plan := b.plan(pattern, cfg.from, time.Now())
 	s := &Subscription[T]{
 		bus:     b,
+		guard:   b.guardFor(pattern),
 		pattern: pattern,
 		policy:  cfg.policy,
 		buffer:  uint64(cfg.buffer),
 		ch:      make(chan Event[T], cfg.buffer+plan.count),
 		done:    make(chan struct{}),
 		room:    make(chan struct{}, 1),
-		last:    b.hist.seq,
+		last:    b.seq.Load(),
 	}
 	if lossyFront(cfg.policy) {
 		s.tail = newTailQueue[T](cfg.policy == Conflate)
@@ -324,50 +451,103 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 	if !s.recovered {
 		s.missAfter, s.missBefore = plan.missing()
 	}
-	b.counts.delivered += uint64(plan.count)
+	b.shardOf(pattern).counts.delivered += uint64(plan.count)
 	b.tree.insert(pattern, s)
 	b.forgetRoutes()
 	b.subs[s] = struct{}{}
+	b.live.Add(1)
 	if isLiteral(pattern) {
 		b.literal[pattern]++
 	}
 	return s, nil
 }
 
-// end ends s with err: it stops matching, its channel closes after what is
-// queued (unless its owner closed it), and publishers waiting on it go on.
-// Called under b.mu.
-func (b *Bus[T]) end(s *Subscription[T], err error) {
+// isClosed reports whether Close was called.
+func (b *Bus[T]) isClosed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// plan plans a replay over every shard's history. Called under all the
+// locks.
+func (b *Bus[T]) plan(pattern string, from replayFrom, now time.Time) replayPlan[T] {
+	if len(b.shards) == 1 || isLiteral(pattern) {
+		return b.shardOf(pattern).hist.plan(pattern, from, now)
+	}
+	p := replayPlan[T]{from: from}
+	if from.kind == replayNone {
+		return p
+	}
+	for i := range b.shards {
+		b.shards[i].hist.collect(&p, pattern, now)
+	}
+	p.finish()
+	return p
+}
+
+// retire ends s with err under its guard alone: it stops taking events, its
+// channel closes after what is queued (unless its owner closed it), and
+// publishers waiting on it go on. It stays in the subject tree until reap.
+func (b *Bus[T]) retire(s *Subscription[T], err error) {
 	s.ended = true
 	s.err.Store(&err)
-	b.tree.remove(s.pattern, s)
-	b.forgetRoutes()
-	delete(b.subs, s)
-	if isLiteral(s.pattern) {
-		if b.literal[s.pattern]--; b.literal[s.pattern] == 0 {
-			delete(b.literal, s.pattern)
-		}
-	}
 	if err != ErrSubscriptionClosed {
 		s.flushTail()
 	}
 	s.feed.Store(false)
 	close(s.ch)
 	close(s.done)
+	b.live.Add(-1)
+	b.retireMu.Lock()
+	b.retired = append(b.retired, s)
+	b.retiring.Store(int32(len(b.retired)))
+	b.retireMu.Unlock()
+}
+
+// end ends s with err and removes it at once. Called under all the locks.
+func (b *Bus[T]) end(s *Subscription[T], err error) {
+	b.retire(s, err)
+	b.reap()
+}
+
+// reap removes the subscriptions that ended from the tree and the maps.
+// Called under all the locks.
+func (b *Bus[T]) reap() {
+	b.retireMu.Lock()
+	dead := b.retired
+	b.retired = nil
+	b.retiring.Store(0)
+	b.retireMu.Unlock()
+	for _, s := range dead {
+		b.tree.remove(s.pattern, s)
+		delete(b.subs, s)
+		if isLiteral(s.pattern) {
+			if b.literal[s.pattern]--; b.literal[s.pattern] == 0 {
+				delete(b.literal, s.pattern)
+			}
+		}
+	}
+	if len(dead) > 0 {
+		b.forgetRoutes()
+	}
 }
 
 // History returns the retained events matching pattern with Seq > after,
 // oldest first, at most limit of them (limit <= 0: all).
 func (b *Bus[T]) History(pattern string, after uint64, limit int) ([]Event[T], error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	if err := CheckPattern(pattern); err != nil && !b.isClosed() {
+		return nil, err
+	}
+	b.lockAll()
+	defer b.unlockAll()
 	if b.closed {
 		return nil, fmt.Errorf("%w: history of %s", ErrClosed, quoteClipped(pattern))
 	}
-	if err := CheckPattern(pattern); err != nil {
-		return nil, err
-	}
-	plan := b.hist.plan(pattern, replayFrom{kind: replayAfter, after: after}, time.Now())
+	plan := b.plan(pattern, replayFrom{kind: replayAfter, after: after}, time.Now())
 	evs, _ := plan.events(limit)
 	return evs, nil
 }
@@ -381,16 +561,16 @@ func (b *Bus[T]) Page(pattern string, before uint64, limit int) (events []Event[
 	if before == 0 {
 		before = ^uint64(0)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	if err := CheckPattern(pattern); err != nil && !b.isClosed() {
+		return nil, false, err
+	}
+	b.lockAll()
+	defer b.unlockAll()
 	if b.closed {
 		return nil, false, fmt.Errorf("%w: history of %s", ErrClosed, quoteClipped(pattern))
 	}
-	if err := CheckPattern(pattern); err != nil {
-		return nil, false, err
-	}
 	from := replayFrom{kind: replayBefore, before: before, last: max(limit, 1)}
-	plan := b.hist.plan(pattern, from, time.Now())
+	plan := b.plan(pattern, from, time.Now())
 	events, _ = plan.events(0)
 	return events, plan.more, nil
 }
@@ -419,17 +599,17 @@ func (b *Bus[T]) Replay(pattern string, opts ...SubscribeOption) (events []Event
 // for code that serves replays itself (the bridge does).
 func (b *Bus[T]) ReplayDetail(pattern string, opts ...SubscribeOption) (Replayed[T], error) {
 	cfg := newSubConfig(opts)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	if err := CheckPattern(pattern); err != nil && !b.isClosed() {
+		return Replayed[T]{}, err
+	}
+	b.lockAll()
+	defer b.unlockAll()
 	if b.closed {
 		return Replayed[T]{}, fmt.Errorf("%w: replay %s", ErrClosed, quoteClipped(pattern))
 	}
-	if err := CheckPattern(pattern); err != nil {
-		return Replayed[T]{}, err
-	}
-	plan := b.hist.plan(pattern, cfg.from, time.Now())
+	plan := b.plan(pattern, cfg.from, time.Now())
 	evs, first := plan.events(0)
-	r := Replayed[T]{Events: evs, Recovered: plan.recovered(first), Seq: b.hist.seq}
+	r := Replayed[T]{Events: evs, Recovered: plan.recovered(first), Seq: b.seq.Load()}
 	if !r.Recovered {
 		r.After, r.Before = plan.missing()
 	}
@@ -442,11 +622,7 @@ func (b *Bus[T]) Done() <-chan struct{} { return b.done }
 
 // Seq returns the Seq of the newest published event, 0 before the first. On
 // a shared Log: of the newest event this bus has applied.
-func (b *Bus[T]) Seq() uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.hist.seq
-}
+func (b *Bus[T]) Seq() uint64 { return b.seq.Load() }
 
 // Epoch returns the UUID that names this bus's sequence space: a Seq means
 // something only together with its epoch. In-process it is made by New at
@@ -473,62 +649,68 @@ type Stats struct {
 
 // Stats returns the bus's counters. It answers after Close too.
 func (b *Bus[T]) Stats() Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	topics := len(b.hist.topics)
+	b.lockAll()
+	defer b.unlockAll()
+	st := Stats{Subscribers: int(b.live.Load())}
+	for i := range b.shards {
+		sh := &b.shards[i]
+		st.Published += sh.counts.published
+		st.Delivered += sh.counts.delivered
+		st.Dropped += sh.counts.dropped
+		st.Superseded += sh.counts.superseded
+		st.Topics += len(sh.hist.topics)
+		st.Retained += sh.hist.held
+	}
 	for name := range b.literal {
-		if b.hist.topics[name] == nil {
-			topics++
+		if b.shardOf(name).hist.topics[name] == nil {
+			st.Topics++
 		}
 	}
-	return Stats{
-		Published:   b.counts.published,
-		Delivered:   b.counts.delivered,
-		Dropped:     b.counts.dropped,
-		Superseded:  b.counts.superseded,
-		Subscribers: len(b.subs),
-		Topics:      topics,
-		Retained:    b.hist.held,
-	}
+	return st
 }
 
 // Close ends every subscription with ErrClosed (their queued events stay
 // readable), wakes waiting publishers with ErrClosed and returns once the
 // bus's own goroutines are gone. It is idempotent.
 func (b *Bus[T]) Close() error {
-	b.mu.Lock()
+	b.lockAll()
 	if !b.closed {
 		b.closed = true
 		for s := range b.subs {
-			b.end(s, ErrClosed)
+			if !s.ended {
+				b.retire(s, ErrClosed)
+			}
 		}
-		b.wakeWaits(ErrClosed)
+		b.reap()
 		close(b.done)
 		if b.shared != nil {
 			b.shared.cancel()
 		}
 	}
-	b.mu.Unlock()
+	b.unlockAll()
+	b.wakeWaits(ErrClosed)
 	b.wg.Wait()
 	return nil
 }
 
 // expireLoop releases expired events, waking when the oldest one expires
-// but at most every ttl/8 (and every millisecond), until Close.
+// but at most every ttl/8 (and every millisecond), until Close. A bus with
+// a TTL has one shard.
 func (b *Bus[T]) expireLoop() {
 	defer b.wg.Done()
 	t := time.NewTimer(b.ttl)
 	defer t.Stop()
+	sh := &b.shards[0]
 	for {
 		select {
 		case <-b.done:
 			return
 		case <-t.C:
 		}
-		b.mu.Lock()
+		sh.mu.Lock()
 		now := time.Now()
-		next := b.hist.expire(now)
-		b.mu.Unlock()
+		next := sh.hist.expire(now)
+		sh.mu.Unlock()
 		wait := b.ttl
 		if !next.IsZero() {
 			wait = next.Sub(now)

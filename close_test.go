@@ -89,8 +89,8 @@ func TestBusCloseWakesBlockedPublishers(t *testing.T) {
 		}()
 	}
 	waitFor(t, func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
+		b.lockAll()
+		defer b.unlockAll()
 		for s := range b.subs {
 			return s.waiters.Load() == 3
 		}

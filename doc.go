@@ -167,7 +167,20 @@
 //
 // # Concurrency
 //
-// Every exported method is safe for concurrent use. The bus holds one lock
-// while it numbers an event, retains it and queues it; it never holds it
-// while user code runs or while a publisher waits, so handlers may publish.
+// Every exported method is safe for concurrent use. Topics are spread over
+// shards, each with a lock of its own: a publish holds the lock of its
+// topic's shard while it numbers the event (one atomic counter for the
+// whole bus), retains it and queues it, so publishers of different topics
+// work in parallel; a publish that a wildcard subscription matches also
+// holds one bus-wide lock, which keeps every wildcard subscription in Seq
+// order. Subscribe, Subscription.Close, History, Replay, Page and Stats take
+// every lock for an instant, which is what joins a replay to live events
+// exactly. With WithHistoryTTL, WithMaxRetained or WithLog the bus keeps its
+// topics in one shard (their rules are bus-wide). No lock is ever held while
+// user code runs or while a publisher waits, so handlers may publish.
+//
+// Event.Time never goes back within a topic. Across topics published in
+// parallel it follows the publishers' clocks, so an event may carry a Time a
+// little before that of an event with a lower Seq on another topic (Since
+// judges each event by its own Time).
 package bus

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -14,16 +15,19 @@ import (
 // after them: at once while readers keep taking events, then after naps
 // that grow to a millisecond.
 
-// needFeed puts s on the feed list. Called under b.mu.
+// needFeed puts s on the feed list. Called under s.guard.
 func (b *Bus[T]) needFeed(s *Subscription[T]) {
 	s.feed.Store(true)
 	if s.feeding || s.ended {
 		return
 	}
 	s.feeding = true
+	b.feedMu.Lock()
 	b.feeds = append(b.feeds, s)
-	if !b.feeder {
-		b.feeder = true
+	start := !b.feeder && !b.closed
+	b.feeder = b.feeder || start
+	b.feedMu.Unlock()
+	if start {
 		b.wg.Add(1)
 		go b.feedLoop()
 	}
@@ -35,13 +39,13 @@ func (b *Bus[T]) needFeed(s *Subscription[T]) {
 
 // feedOne tops s up for Next; it reports whether an event moved to C.
 func (b *Bus[T]) feedOne(s *Subscription[T]) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	s.guard.Lock()
+	defer s.guard.Unlock()
 	return b.topUpLocked(s)
 }
 
 // topUpLocked moves what waits for s toward its channel, and clears s.feed
-// once nothing does. Called under b.mu.
+// once nothing does. Called under s.guard.
 func (b *Bus[T]) topUpLocked(s *Subscription[T]) bool {
 	if s.ended {
 		return false
@@ -62,22 +66,29 @@ func (b *Bus[T]) topUpLocked(s *Subscription[T]) bool {
 }
 
 // feedRound tops up every subscription on the feed list, dropping those
-// that need it no more. Called under b.mu.
+// that need it no more.
 func (b *Bus[T]) feedRound() (moved, idle bool) {
-	kept := b.feeds[:0]
-	for _, s := range b.feeds {
+	b.feedMu.Lock()
+	list := slices.Clone(b.feeds)
+	b.feedMu.Unlock()
+	var gone []*Subscription[T]
+	for _, s := range list {
+		s.guard.Lock()
 		if b.topUpLocked(s) {
 			moved = true
 		}
-		if s.feed.Load() && !s.ended {
-			kept = append(kept, s)
-		} else {
+		if !s.feed.Load() || s.ended {
 			s.feeding = false
+			gone = append(gone, s)
 		}
+		s.guard.Unlock()
 	}
-	clear(b.feeds[len(kept):])
-	b.feeds = kept
-	return moved, len(kept) == 0
+	b.feedMu.Lock()
+	defer b.feedMu.Unlock()
+	if len(gone) > 0 {
+		b.feeds = slices.DeleteFunc(b.feeds, func(s *Subscription[T]) bool { return slices.Contains(gone, s) })
+	}
+	return moved, len(b.feeds) == 0
 }
 
 func (b *Bus[T]) feedLoop() {
@@ -86,9 +97,7 @@ func (b *Bus[T]) feedLoop() {
 	defer t.Stop()
 	nap, spins := waitFirstNap, 0
 	for {
-		b.mu.Lock()
 		moved, idle := b.feedRound()
-		b.mu.Unlock()
 		switch {
 		case idle:
 			nap, spins = waitFirstNap, 0

@@ -66,12 +66,12 @@ func newHistory[T any](max int, ttl time.Duration, capacity int) *history[T] {
 // tracksOrder reports whether retained events are listed bus-wide.
 func (h *history[T]) tracksOrder() bool { return h.ttl > 0 || h.cap > 0 }
 
-// record numbers a new event, stamps it with now (never earlier than the
-// event before it, which Since and the TTL rely on), retains it and returns
-// it. t is the topic's log as record returned it last time, or nil; the new
+// record retains a new event numbered seq, stamped with now (never earlier
+// than the event before it in this history, which Since and the TTL rely
+// on), and returns it. t is the topic's log as record returned it last time, or nil; the new
 // one is returned for next time.
-func (h *history[T]) record(t *topicLog[T], topic string, data T, now time.Time) (Event[T], *topicLog[T]) {
-	ev := Event[T]{Seq: h.seq + 1, Topic: topic, Time: now, Data: data}
+func (h *history[T]) record(t *topicLog[T], seq uint64, topic string, data T, now time.Time) (Event[T], *topicLog[T]) {
+	ev := Event[T]{Seq: seq, Topic: topic, Time: now, Data: data}
 	return h.apply(t, ev)
 }
 

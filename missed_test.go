@@ -221,8 +221,8 @@ func TestLossyPoliciesConcurrentReader(t *testing.T) {
 
 // pendingSkip is what the subscription will report in the next event.
 func (s *Subscription[T]) pendingSkip() uint64 {
-	s.bus.mu.Lock()
-	defer s.bus.mu.Unlock()
+	s.guard.Lock()
+	defer s.guard.Unlock()
 	return s.skip
 }
 

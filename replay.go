@@ -43,9 +43,18 @@ func (h *history[T]) plan(pattern string, from replayFrom, now time.Time) replay
 	if from.kind == replayNone {
 		return p
 	}
+	h.collect(&p, pattern, now)
+	p.finish()
+	return p
+}
+
+// collect adds to p the spans and losses of this history's topics matching
+// pattern: plans over several histories (the shards of a bus) collect from
+// each, then finish.
+func (h *history[T]) collect(p *replayPlan[T], pattern string, now time.Time) {
+	from := p.from
 	h.expire(now)
-	topics := h.matching(pattern, nil)
-	for _, t := range topics {
+	for _, t := range h.matching(pattern, nil) {
 		if from.kind != replayLatest { // Latest asks only for newest events, always retained
 			p.lost.record(t.lost.seq, t.lost.time)
 		}
@@ -55,6 +64,12 @@ func (h *history[T]) plan(pattern string, from replayFrom, now time.Time) replay
 	}
 	p.lost.record(h.lost.seq, h.lost.time)
 	p.lost.record(h.loadLost.seq, h.loadLost.time)
+}
+
+// finish trims the collected spans to what the option takes over all of
+// them and counts the events.
+func (p *replayPlan[T]) finish() {
+	from := p.from
 	if (from.kind == replayLast || from.kind == replayBefore) && len(p.spans) > 1 {
 		trimToNewest(p.spans, from.last)
 	}
@@ -65,7 +80,6 @@ func (h *history[T]) plan(pattern string, from replayFrom, now time.Time) replay
 	for _, sp := range p.spans {
 		p.count += sp.end - sp.next
 	}
-	return p
 }
 
 // spanFor returns the span of r that from selects. For Last it takes up to

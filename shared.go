@@ -52,9 +52,7 @@ func (b *Bus[T]) followLoop(ctx context.Context) {
 	t.Stop()
 	defer t.Stop()
 	for {
-		b.mu.Lock()
-		from := Position{Epoch: b.Epoch(), Seq: b.hist.seq}
-		b.mu.Unlock()
+		from := Position{Epoch: b.Epoch(), Seq: b.seq.Load()}
 		err := b.shared.log.Follow(ctx, from, b.apply)
 		if ctx.Err() != nil {
 			return
@@ -62,9 +60,9 @@ func (b *Bus[T]) followLoop(ctx context.Context) {
 		if err == nil {
 			err = errors.New("bus: Log.Follow returned before its context ended")
 		}
-		b.mu.Lock()
+		b.lockAll()
 		b.shared.err = err
-		b.mu.Unlock()
+		b.unlockAll()
 		t.Reset(followPause)
 		select {
 		case <-t.C:
@@ -74,10 +72,17 @@ func (b *Bus[T]) followLoop(ctx context.Context) {
 	}
 }
 
-// apply is the bus's side of Log.Follow: it applies one record.
+// apply is the bus's side of Log.Follow: it applies one record. A bus on a
+// log has one shard, whose lock guards every subscription's queue, so apply
+// holds it alone (the wide lock guards nothing then).
 func (b *Bus[T]) apply(rec Record[T]) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.applyLocked(rec)
+	b.afterCommit()
+}
+
+func (b *Bus[T]) applyLocked(rec Record[T]) {
+	b.shards[0].mu.Lock()
+	defer b.shards[0].mu.Unlock()
 	sh := b.shared
 	if b.closed {
 		return
@@ -91,7 +96,8 @@ func (b *Bus[T]) apply(rec Record[T]) {
 		return
 	}
 	ev := rec.Event
-	if ev.Seq <= b.hist.seq {
+	h := b.shards[0].hist
+	if ev.Seq <= h.seq {
 		return // handed over before: never twice
 	}
 	if sh.loading && sh.announced && ev.Seq > sh.startHead {
@@ -99,21 +105,22 @@ func (b *Bus[T]) apply(rec Record[T]) {
 		// everything up to the first head has come: loading is over.
 		b.applyMark(Record[T]{Epoch: rec.Epoch, Head: sh.startHead, Caught: true})
 	}
-	if ev.Seq > b.hist.seq+1 {
-		b.skipped(b.hist.seq, ev.Seq, ev.Time)
+	if ev.Seq > h.seq+1 {
+		b.skipped(h.seq, ev.Seq, ev.Time)
 	}
-	r, err := b.route(ev.Topic)
+	r, err := b.route(&b.shards[0], ev.Topic)
 	if err != nil || rec.Lost {
 		if err == nil { // a topic of ours whose event cannot be delivered
 			b.lostOn(ev, r)
 		}
-		b.hist.seq = ev.Seq // a topic no pattern can match: nobody missed it
-		b.wakeWaits(nil)
+		h.seq = ev.Seq // a topic no pattern can match: nobody missed it
+		b.seq.Store(ev.Seq)
 		return
 	}
 	ev.Skipped = 0
-	ev, r.log = b.hist.apply(r.log, ev)
-	b.commit(ev, r)
+	ev, r.log = h.apply(r.log, ev)
+	b.seq.Store(ev.Seq)
+	b.commit(&b.shards[0], ev, r)
 }
 
 // applyMark applies a record without an event: the log's head, and with
@@ -123,20 +130,20 @@ func (b *Bus[T]) applyMark(rec Record[T]) {
 	sh := b.shared
 	sh.head = max(sh.head, rec.Head)
 	if !sh.announced {
-		sh.announced, sh.startHead = true, rec.Head
-		b.wakeWaits(nil) // the epoch is known now
+		sh.announced, sh.startHead = true, rec.Head // the epoch is known now
 	}
 	if !rec.Caught {
 		return
 	}
-	if rec.Head > b.hist.seq {
-		b.skipped(b.hist.seq, rec.Head+1, b.hist.last)
-		b.hist.seq = rec.Head
-		b.wakeWaits(nil)
+	h := b.shards[0].hist
+	if rec.Head > h.seq {
+		b.skipped(h.seq, rec.Head+1, h.last)
+		h.seq = rec.Head
+		b.seq.Store(rec.Head)
 	}
 	if sh.loading {
 		sh.loading = false
-		b.hist.loaded()
+		h.loaded()
 	}
 }
 
@@ -148,27 +155,38 @@ func (b *Bus[T]) skipped(after, before uint64, at time.Time) {
 	if before <= after+1 {
 		return
 	}
+	h := b.shards[0].hist
 	if b.shared.loading {
-		b.hist.loadHole(after, before, at)
+		h.loadHole(after, before, at)
 		return
 	}
-	b.hist.hole(after, before, at)
+	h.hole(after, before, at)
+	b.retireAll(errMissed)
+}
+
+// retireAll ends every live subscription with err. Called under the one
+// shard of a bus on a log.
+func (b *Bus[T]) retireAll(err error) {
 	for s := range b.subs {
-		b.end(s, errMissed)
+		if !s.ended {
+			b.retire(s, err)
+		}
 	}
+	b.reap()
 }
 
 // lostOn counts ev, which the log holds but cannot hand over, as lost on
 // its topic, and ends the subscriptions it would have reached.
 func (b *Bus[T]) lostOn(ev Event[T], r *route[T]) {
-	if t := b.hist.lookup(ev.Topic); t != nil {
+	h := b.shards[0].hist
+	if t := h.lookup(ev.Topic); t != nil {
 		t.lost.record(ev.Seq, ev.Time)
 	} else {
-		b.hist.lost.record(ev.Seq, ev.Time) // no record of the topic: bus-wide
+		h.lost.record(ev.Seq, ev.Time) // no record of the topic: bus-wide
 	}
 	for _, s := range r.subs {
 		if !s.ended {
-			b.end(s, errMissed)
+			b.retire(s, errMissed)
 		}
 	}
 }
@@ -180,8 +198,8 @@ func (b *Bus[T]) Health() error {
 	if b.shared == nil {
 		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockAll()
+	defer b.unlockAll()
 	if err := b.shared.err; err != nil {
 		return fmt.Errorf("bus: following the shared log: %w", err)
 	}
@@ -196,11 +214,10 @@ func (b *Bus[T]) newEpoch(epoch string) {
 	if old == "" {
 		return
 	}
-	for s := range b.subs {
-		b.end(s, errEpochChanged)
-	}
-	b.wakeWaits(errEpochChanged)
-	b.hist = newHistory[T](b.cfg.history, b.cfg.ttl, b.cfg.maxRetained)
+	b.retireAll(errEpochChanged)
+	b.epochGen.Add(1) // WaitSeq callers of the old epoch end
+	b.shards[0].hist = newHistory[T](b.cfg.history, b.cfg.ttl, b.cfg.maxRetained)
+	b.seq.Store(0)
 	b.forgetRoutes()
 	sh := b.shared
 	sh.loading, sh.announced, sh.head, sh.startHead = true, false, 0, 0
@@ -209,10 +226,7 @@ func (b *Bus[T]) newEpoch(epoch string) {
 // publishShared appends to the log, then waits (bounded) for this bus to
 // apply the event, so that its own subscribers and History have it.
 func (b *Bus[T]) publishShared(ctx context.Context, id, topic string, data T) (uint64, error) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.isClosed() {
 		return 0, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
 	}
 	if err := CheckTopic(topic); err != nil {
@@ -239,8 +253,9 @@ func (b *Bus[T]) publishShared(ctx context.Context, id, topic string, data T) (u
 
 // seqWait is a WaitSeq call waiting for the bus to reach seq.
 type seqWait struct {
-	seq uint64
-	ch  chan error // buffered 1
+	seq   uint64
+	epoch uint64     // epochGen when it started
+	ch    chan error // buffered 1
 }
 
 // WaitSeq waits until the bus has reached seq (Seq() >= seq), ctx ends
@@ -251,30 +266,32 @@ type seqWait struct {
 // 0) waits for that alone. An epoch change while waiting ends the wait with
 // an error wrapping ErrSlowConsumer.
 func (b *Bus[T]) WaitSeq(ctx context.Context, seq uint64) error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.waitMu.Lock()
+	if b.isClosed() {
+		b.waitMu.Unlock()
 		return ErrClosed
 	}
 	if b.reached(seq) {
-		b.mu.Unlock()
+		b.waitMu.Unlock()
 		return nil
 	}
-	w := seqWait{seq: seq, ch: make(chan error, 1)}
+	w := seqWait{seq: seq, epoch: b.epochGen.Load(), ch: make(chan error, 1)}
 	b.waits = append(b.waits, w)
-	b.mu.Unlock()
+	b.waiting.Add(1)
+	b.waitMu.Unlock()
 	select {
 	case err := <-w.ch:
 		return err
 	case <-ctx.Done():
-		b.mu.Lock()
+		b.waitMu.Lock()
 		for i, x := range b.waits {
 			if x.ch == w.ch {
 				b.waits = append(b.waits[:i], b.waits[i+1:]...)
+				b.waiting.Add(-1)
 				break
 			}
 		}
-		b.mu.Unlock()
+		b.waitMu.Unlock()
 		select {
 		case err := <-w.ch: // answered meanwhile
 			return err
@@ -285,21 +302,31 @@ func (b *Bus[T]) WaitSeq(ctx context.Context, seq uint64) error {
 }
 
 // reached reports whether the bus is at seq, and on a shared log has heard
-// from it (knows its epoch). Called under b.mu.
+// from it (knows its epoch).
 func (b *Bus[T]) reached(seq uint64) bool {
-	return b.hist.seq >= seq && (b.shared == nil || b.Epoch() != "")
+	return b.seq.Load() >= seq && (b.shared == nil || b.Epoch() != "")
 }
 
 // wakeWaits answers the WaitSeq calls that are due: with err all of them,
-// else those whose seq the bus reached. Called under b.mu.
+// else those whose seq the bus reached (or whose epoch is over).
 func (b *Bus[T]) wakeWaits(err error) {
+	b.waitMu.Lock()
+	defer b.waitMu.Unlock()
+	gen := b.epochGen.Load()
 	kept := b.waits[:0]
 	for _, w := range b.waits {
-		if err != nil || b.reached(w.seq) {
+		switch {
+		case err != nil:
 			w.ch <- err
+		case w.epoch != gen:
+			w.ch <- errEpochChanged
+		case b.reached(w.seq):
+			w.ch <- nil
+		default:
+			kept = append(kept, w)
 			continue
 		}
-		kept = append(kept, w)
+		b.waiting.Add(-1)
 	}
 	clear(b.waits[len(kept):])
 	b.waits = kept
@@ -308,22 +335,24 @@ func (b *Bus[T]) wakeWaits(err error) {
 // refill queues, for a full Block subscription on a shared log, the events
 // the history holds after the last one it got, as far as its buffer has
 // room. It ends the subscription with ErrSlowConsumer when the history no
-// longer holds them. It reports whether it queued any. Called under b.mu.
+// longer holds them. It reports whether it queued any. Called under the one
+// shard's lock (s.guard) of a bus on a log.
 func (b *Bus[T]) refill(s *Subscription[T]) bool {
 	room := int(s.buffer - min(s.liveQueued(), s.buffer))
 	if room == 0 {
 		return false
 	}
-	plan := b.hist.plan(s.pattern, replayFrom{kind: replayAfter, after: s.last}, time.Now())
+	sh := &b.shards[0]
+	plan := sh.hist.plan(s.pattern, replayFrom{kind: replayAfter, after: s.last}, time.Now())
 	if plan.lost.seq > s.last {
-		b.end(s, fmt.Errorf("%w: fell behind the history", ErrSlowConsumer))
+		b.retire(s, fmt.Errorf("%w: fell behind the history", ErrSlowConsumer))
 		return false
 	}
 	n := plan.count
 	plan.emit(room, func(ev *Event[T]) {
 		e := *ev
 		s.send(e)
-		b.counts.delivered++
+		sh.counts.delivered++
 	})
 	if n <= room {
 		s.behind = false

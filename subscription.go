@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 )
 
@@ -57,6 +58,7 @@ func (p Policy) String() string {
 // strictly increasing Seq. Its methods are safe for concurrent use.
 type Subscription[T any] struct {
 	bus        *Bus[T]
+	guard      *sync.Mutex // guards the queue: its topic's shard, or the bus's wide lock
 	pattern    string
 	policy     Policy
 	buffer     uint64 // live events that may wait unread
@@ -69,7 +71,7 @@ type Subscription[T any] struct {
 	// never blocks. Only the Bus sends and closes, under its lock.
 	ch chan Event[T]
 
-	// Guarded by bus.mu:
+	// Guarded by guard:
 	tail     *tailQueue[T] // DropOldest, Conflate: live events not yet in ch
 	liveSent uint64        // live events ever sent to ch
 	skip     uint64        // losses to report in the next event queued (DropNewest)
@@ -157,8 +159,8 @@ func (s *Subscription[T]) passRoom() {
 // subscription goes on. Close is idempotent and never blocks on a publisher.
 func (s *Subscription[T]) Close() error {
 	b := s.bus
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.lockAll()
+	defer b.unlockAll()
 	if !s.ended {
 		b.end(s, ErrSubscriptionClosed)
 	}
@@ -199,9 +201,8 @@ func (s *Subscription[T]) Superseded() uint64 { return s.superseded.Load() }
 // Pending returns how many events are queued for this subscription and not
 // yet read (replayed ones included): its lag.
 func (s *Subscription[T]) Pending() int {
-	b := s.bus
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	s.guard.Lock()
+	defer s.guard.Unlock()
 	n := len(s.ch)
 	if s.tail != nil {
 		n += s.tail.n
@@ -214,7 +215,7 @@ func (s *Subscription[T]) Pattern() string { return s.pattern }
 
 // liveQueued returns how many live events wait unread. The channel is FIFO
 // and replayed events went in first, so the unread ones in it are the newest
-// len(ch) sent, of which at most liveSent are live. Called under bus.mu.
+// len(ch) sent, of which at most liveSent are live. Called under s.guard.
 func (s *Subscription[T]) liveQueued() uint64 {
 	n := min(uint64(len(s.ch)), s.liveSent)
 	if s.tail != nil {
@@ -223,7 +224,7 @@ func (s *Subscription[T]) liveQueued() uint64 {
 	return n
 }
 
-// full reports whether a Block subscriber has no room. Called under bus.mu.
+// full reports whether a Block subscriber has no room. Called under s.guard.
 func (s *Subscription[T]) full() bool {
 	return s.policy == Block && s.liveQueued() >= s.buffer
 }
@@ -238,7 +239,7 @@ type outcome struct {
 }
 
 // deliver queues a live event under the subscriber's policy. Called under
-// bus.mu, with room in a Block subscriber unless the bus is on a shared log.
+// s.guard, with room in a Block subscriber unless the bus is on a shared log.
 func (s *Subscription[T]) deliver(ev Event[T]) outcome {
 	if s.tail != nil {
 		return s.deliverFront(ev)
@@ -317,7 +318,7 @@ func (s *Subscription[T]) makeRoom(ev *Event[T]) outcome {
 }
 
 // inChannel reports whether a live event is in the channel. Called under
-// bus.mu; for DropOldest and Conflate only.
+// s.guard; for DropOldest and Conflate only.
 func (s *Subscription[T]) inChannel() bool { return min(uint64(len(s.ch)), s.liveSent) > 0 }
 
 // steal takes the live event in the channel back, unless the reader took it
@@ -379,7 +380,7 @@ func (s *Subscription[T]) successor(ev *Event[T]) *Event[T] {
 }
 
 // topUp moves the tail's oldest event into the channel once the reader has
-// emptied it. Called under bus.mu. It reports whether it moved one.
+// emptied it. Called under s.guard. It reports whether it moved one.
 func (s *Subscription[T]) topUp() bool {
 	if s.tail.n == 0 || len(s.ch) > 0 {
 		return false
@@ -393,7 +394,7 @@ func (s *Subscription[T]) topUp() bool {
 
 // flushTail moves every event of the tail into the channel (it has room for
 // all of them): the subscription is ending and what it queued stays
-// readable. Called under bus.mu.
+// readable. Called under s.guard.
 func (s *Subscription[T]) flushTail() {
 	for s.tail != nil && s.tail.n > 0 {
 		s.ch <- s.tail.pop()
