@@ -20,7 +20,7 @@ import (
 	"github.com/whalesong/bus/bridge"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(withBrowser{m}) }
+func TestMain(m *testing.M) { runAsChat(); goleak.VerifyTestMain(withBrowser{m}) }
 
 func TestAuthorize(t *testing.T) {
 	tests := []struct {
