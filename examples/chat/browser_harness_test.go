@@ -283,18 +283,25 @@ func (c *chatTest) openPage(nick, room string) *chatPage {
 // it when it ends.
 func (c *chatTest) newTab(name string) *chatPage {
 	c.t.Helper()
-	tab, closeTab := chromedp.NewContext(browser(c.t))
-	c.t.Cleanup(closeTab)
+	return newTab(c.t, name)
+}
+
+// newTab is chatTest.newTab for a page on any server (the cluster tests'
+// nodes).
+func newTab(t *testing.T, name string) *chatPage {
+	t.Helper()
+	tab, closeTab := chromedp.NewContext(browser(t))
+	t.Cleanup(closeTab)
 	if err := chromedp.Do(tab); err != nil { // opens the tab, bound to tab
-		c.t.Fatalf("new tab: %v", err)
+		t.Fatalf("new tab: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(tab, pageDeadline)
-	c.t.Cleanup(cancel)
+	t.Cleanup(cancel)
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
 		page.AddScriptToEvaluateOnNewDocumentParams{Source: wsSpy}); err != nil {
-		c.t.Fatalf("inject the socket spy: %v", err)
+		t.Fatalf("inject the socket spy: %v", err)
 	}
-	return &chatPage{t: c.t, ctx: ctx, nick: name}
+	return &chatPage{t: t, ctx: ctx, nick: name}
 }
 
 func (p *chatPage) do(actions ...chromedp.Action[chromedp.Void]) {
