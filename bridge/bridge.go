@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/olahol/melody"
 	bus "github.com/whalesong/bus"
+	"golang.org/x/time/rate"
 )
 
 // sessionKey is the melody session key holding our *session.
@@ -33,12 +33,17 @@ type Bridge[T any] struct {
 	m     *melody.Melody
 	dedup *dedup
 	stats counters
+	hook  func(identity any, topic string, data T) (T, error) // WithPublishHook, checked by New
+
+	expiries *expiries[T]   // WithExpiry only
+	expWG    sync.WaitGroup // its goroutine
+	refusals refusalLog     // WithLogger: the budget of refused-request lines
 
 	ctx    context.Context // ends with Close: bounds waiting publishes
 	cancel context.CancelFunc
 
 	// mu guards the registry of live sessions and the states that stop it
-	// from growing. Close, the bus watch and (later) Kick act on the
+	// from growing. Close, the bus watch, Kick and Reauthorize act on the
 	// sessions it holds; a session joins it in its connect handler or,
 	// finding it closed, closes itself. Both sides decide under mu, so no
 	// session escapes a closing in any interleaving.
@@ -62,7 +67,8 @@ type Bridge[T any] struct {
 
 // New makes a Bridge serving b. It does not own b: Close leaves it open. If
 // b is closed, every client is closed with going-away (1001) and new
-// requests are answered 503.
+// requests are answered 503. It panics if a WithPublishHook's data type is
+// not T.
 func New[T any](b *bus.Bus[T], opts ...Option) *Bridge[T] {
 	br := &Bridge[T]{
 		bus:      b,
@@ -70,10 +76,16 @@ func New[T any](b *bus.Bus[T], opts ...Option) *Bridge[T] {
 		fans:     make(map[string]*fanout[T]),
 		sessions: make(map[*session[T]]struct{}),
 	}
+	br.hook = publishHookOf[T](br.cfg.publishHook)
+	br.refusals.lim = rate.NewLimiter(logRate, logBurst)
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	br.dedup = newDedup(br.cfg.dedupSize, br.cfg.dedupAge)
 	br.m = br.newMelody()
 	br.watchBus()
+	if br.cfg.expiry != nil {
+		br.expiries = newExpiries[T]()
+		br.expWG.Go(func() { br.expiries.run(br.ctx) })
+	}
 	return br
 }
 
@@ -139,33 +151,6 @@ func (br *Bridge[T]) liveLocked() []*session[T] {
 		live = append(live, s)
 	}
 	return live
-}
-
-// ServeHTTP is the WebSocket endpoint. Before upgrading it answers 503 once
-// the bridge or its bus is closed, 403 to a disallowed Origin and 401 when
-// WithAuthenticate fails; then the connection lives until either side
-// closes it.
-func (br *Bridge[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !br.enter() {
-		http.Error(w, "whalesong bridge closed", http.StatusServiceUnavailable)
-		return
-	}
-	defer br.conns.Done()
-	if !br.cfg.originAllowed(r) {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return
-	}
-	var ident any
-	if br.cfg.authenticate != nil {
-		var err error
-		if ident, err = br.cfg.authenticate(r); err != nil {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-	}
-	s := &session[T]{br: br, id: uuid.NewString(), ident: ident}
-	// The upgrader answers a bad handshake itself.
-	_ = br.m.HandleRequestWithKeys(hijacker[T]{w, s}, r, map[string]any{sessionKey: s})
 }
 
 // hijacker is the ResponseWriter melody upgrades: it keeps the socket it
@@ -252,6 +237,7 @@ func (br *Bridge[T]) shutdown() {
 	// session that unregisters (melody would block that one forever).
 	_ = br.m.Close()
 	br.watchWG.Wait() // br.cancel ended it
+	br.expWG.Wait()   // and it
 	br.fanWG.Wait()
 }
 

@@ -1,15 +1,8 @@
-//go:build whalesong_next
-
 package bridge_test
 
 // Integration tests of the browser client against issue 9's server side:
 // WithExpiry (close 4002), Bridge.Kick (close 4003) and Bridge.Reauthorize.
 // The served client runs in node (client/test/lifecycle_it.mjs).
-//
-// TODO(issue 9: WithExpiry, Bridge.Kick, Bridge.Reauthorize): these use API
-// the bridge does not have yet, so they build only with -tags whalesong_next;
-// clientjs_next_pending_test.go holds skipped stand-ins meanwhile. When the
-// server side lands, delete that file and the build line above.
 
 import (
 	"context"

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	bus "github.com/whalesong/bus"
 )
 
 func TestDedupConcurrentDuplicatesWaitForTheFirst(t *testing.T) {
@@ -91,10 +93,13 @@ func testDedupWindow(t *testing.T) {
 }
 
 // TestDedupWindowOverTheWire: a client retry within WithDedupWindow's age
-// gets the first seq; once the age has passed it is published again.
+// gets the first seq from the bridge's window; past it, from the bus's own
+// window (PublishID, here 30 seconds); once both ages have passed it is
+// published again.
 func TestDedupWindowOverTheWire(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newMemServer(t, nil, WithAuthorize(allowAll), WithDedupWindow(10, time.Minute))
+		b := bus.New[msg](bus.WithDedupWindow(10, 30*time.Second))
+		s := newMemServer(t, b, WithAuthorize(allowAll), WithDedupWindow(10, 10*time.Second))
 		cl := s.dial(t)
 		pub := func() uint64 {
 			t.Helper()
@@ -102,13 +107,17 @@ func TestDedupWindowOverTheWire(t *testing.T) {
 			return cl.expect("published").Seq
 		}
 		first := pub()
-		time.Sleep(time.Minute - time.Nanosecond)
-		if seq := pub(); seq != first {
-			t.Fatalf("retry within the window: seq %d, want %d", seq, first)
+		time.Sleep(10*time.Second - time.Nanosecond) // under melody's pong wait in all: this client does not read
+		if seq := pub(); seq != first || s.br.Stats().Deduplicated != 1 {
+			t.Fatalf("retry within the window: seq %d, want %d, answered by the bridge", seq, first)
 		}
 		time.Sleep(time.Nanosecond)
+		if seq := pub(); seq != first || s.br.Stats().Deduplicated != 1 || b.Seq() != 1 {
+			t.Fatalf("retry after the bridge's window: seq %d (bus at %d), want %d from the bus's window", seq, b.Seq(), first)
+		}
+		time.Sleep(20 * time.Second)
 		if seq := pub(); seq == first {
-			t.Fatalf("retry after the window: seq %d again", seq)
+			t.Fatalf("retry after both windows: seq %d again", seq)
 		}
 	})
 }

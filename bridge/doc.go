@@ -42,6 +42,19 @@
 //     UTF-8 (an unpaired surrogate escape included) is refused, never
 //     replaced with U+FFFD (PROTOCOL.md, "Text is UTF-8, strictly").
 //   - Absurd option values are clamped as each option says, never a panic.
+//   - A client publish reaches the bus only through WithPublishHook when
+//     one is set: what the hook returns is what every subscriber and the
+//     history see, and a refusal publishes nothing. The hook runs once per
+//     publish that reaches the bus, never for a retry the dedup window
+//     answers.
+//   - A refused handshake can be told apart from a network failure: a
+//     plain GET of the endpoint answers the verdict the handshake gets
+//     (the probe), readable by the page that asked, and by a foreign page
+//     only as 403 (PROTOCOL.md, "Refusals a browser can see").
+//   - A connection ends at its identity's WithExpiry time with 4002, and
+//     by Kick with 4003; after Reauthorize ends a subscription, no event of
+//     it reaches the client. Kick and Reauthorize run user code with no
+//     lock held and are safe at any time, Close included.
 //
 // # Cost
 //
@@ -68,11 +81,49 @@
 // (WithAllowedOrigins lists others). A request without Origin is not a
 // browser and is let through to WithAuthenticate, which runs before the
 // upgrade (an error answers 401, no socket). The identity it returns is
-// passed to WithAuthorize for every subscribe pattern and publish topic;
+// passed to WithAuthorize for every subscribe pattern and publish topic,
+// to WithPublishHook for every publish and to WithExpiry once;
 // without WithAuthorize, clients may subscribe to anything and publish
 // nothing. Limits: frame size (WithMaxMessageSize), subscriptions per
 // connection (WithMaxSubscriptions), publish rate (WithPublishRate),
 // malformed frames (WithBadFrameBudget), backlog (WithMaxBacklog).
+//
+// # Trust and the life of a connection
+//
+// WithAuthorize sees who asks and for which topic, never the data: to
+// vouch for a sender, WithPublishHook gets the identity, the topic and the
+// decoded data of every allowed publish and returns what is published (the
+// sender's name stamped from the identity, so that a client cannot claim
+// to be someone else) or an error (the client gets forbidden with its
+// text). It runs after the rate limit and the dedup window, before the bus.
+//
+// Credentials are checked once, at the handshake; WithExpiry says when
+// they end. At that time the connection is closed with 4002 and the JS
+// client reconnects at once, calling its url function for fresh
+// credentials, and resumes with nothing missed; an identity already
+// expired is refused like a failed WithAuthenticate. Kick closes the
+// connections of some identities with 4003 (the JS client goes to state
+// "closed" and does not come back by itself); Reauthorize runs
+// WithAuthorize again for their live subscriptions and ends those now
+// refused, with the connection left open. To ban a user, make
+// WithAuthenticate and WithAuthorize refuse them first, then Kick.
+//
+// A browser shows a refused WebSocket handshake only as close code 1006.
+// The JS client therefore asks the endpoint why with a plain GET after a
+// handshake that failed before hello; the bridge answers it with the
+// handshake's verdict (503 unavailable, 403 forbidden, 401 unauthorized,
+// or 426 when nothing refuses), running the same checks in the same order,
+// so that a foreign page gets its 403 before authentication runs and
+// never learns whether the user's cookies would have passed. The client
+// reports unauthorized, forbidden or not_found as an error and waits its
+// long abuse delay before trying again.
+//
+// WithLogger logs to a log/slog Logger: connections and disconnects (close
+// code, and who closed) at Info; refused connection requests (reason),
+// refused requests on a connection (error code) and cut-offs at Warn; never
+// a line per event. Without it nothing is logged. Stats counts the same
+// things (Kicked, Expired, Revoked, HandshakesRefused by reason), and the
+// metrics module exports them.
 //
 // # Authorizing wildcard patterns
 //

@@ -14,6 +14,9 @@ import (
 // handle runs one client frame, on the connection's read loop.
 func (s *session[T]) handle(data []byte) {
 	s.br.stats.framesIn.Add(1)
+	if s.chores.Load() != 0 {
+		s.doChores()
+	}
 	if int64(len(data)) > s.br.cfg.maxMessageSize {
 		s.reject(newProtoError(codeTooLarge, salvageIDs(data), "frame of %d bytes exceeds %d", len(data), s.br.cfg.maxMessageSize))
 		return
@@ -34,11 +37,17 @@ func (s *session[T]) handle(data []byte) {
 	if pe != nil {
 		s.reject(pe)
 	}
+	if s.chores.Load() != 0 { // Reauthorize met the sub this frame made
+		s.doChores()
+	}
 }
 
 // handleBinary answers a binary frame, which the protocol does not use.
 func (s *session[T]) handleBinary([]byte) {
 	s.br.stats.framesIn.Add(1)
+	if s.chores.Load() != 0 {
+		s.doChores()
+	}
 	s.reject(newProtoError(codeBadFrame, nil, "binary frames are not part of the protocol"))
 }
 
@@ -46,6 +55,7 @@ func (s *session[T]) handleBinary([]byte) {
 // bad-frame budget, and a spent budget closes the connection with 4001.
 func (s *session[T]) reject(pe *protoError) {
 	s.br.stats.rejected[pe.code].Add(1)
+	s.logReject(pe)
 	s.send(appendError(getBuf(), pe))
 	if !pe.strike {
 		return
@@ -232,8 +242,14 @@ func (s *session[T]) detach(a *attachment[T]) {
 	s.br.release(a.fan)
 }
 
-// publish checks, rate-limits and deduplicates a client publish, then
-// publishes it and answers with its seq.
+// busIDPrefix is put before a client's publish id on the bus (PublishID),
+// so that a browser cannot choose the id of a server-side publisher.
+const busIDPrefix = "bridge:"
+
+// publish checks, rate-limits and deduplicates a client publish, passes it
+// through the publish hook, then publishes it and answers with its seq.
+// The hook and the bus run inside the dedup window's first attempt, once
+// per id; the bus deduplicates by id too (across nodes, on a shared log).
 func (s *session[T]) publish(f *clientFrame) *protoError {
 	br := s.br
 	if err := bus.CheckTopic(f.Topic); err != nil {
@@ -260,10 +276,14 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 	ctx, cancel := context.WithTimeout(br.ctx, br.cfg.publishTimeout)
 	defer cancel()
 	seq, dup, err := br.dedup.do(ctx, f.ID, f.Topic, func() (uint64, error) {
-		return br.bus.Publish(ctx, f.Topic, v)
+		out, err := br.runHook(s.ident, f.Topic, v)
+		if err != nil {
+			return 0, err
+		}
+		return br.bus.PublishID(ctx, busIDPrefix+f.ID, f.Topic, out)
 	})
 	if err != nil {
-		return busError(f, err)
+		return publishError(f, err)
 	}
 	if dup {
 		br.stats.deduplicated.Add(1)
@@ -298,6 +318,23 @@ func perSecond(r float64) rate.Limit {
 	return rate.Limit(r)
 }
 
+// publishError maps why a publish failed to its code: the hook's refusal
+// is forbidden with its text, its panic internal; the rest is the bus's.
+func publishError(f *clientFrame, err error) *protoError {
+	var hr *hookRefusal
+	switch {
+	case errors.As(err, &hr):
+		msg := hr.Error()
+		if msg == "" {
+			msg = "publish refused"
+		}
+		return newProtoError(codeForbidden, f, "%s", msg)
+	case errors.Is(err, errHookPanicked):
+		return newProtoError(codeInternal, f, "%v", err)
+	}
+	return busError(f, err)
+}
+
 // busError maps an error of the bus (or of waiting for it) to its code.
 func busError(f *clientFrame, err error) *protoError {
 	switch {
@@ -305,9 +342,10 @@ func busError(f *clientFrame, err error) *protoError {
 		return newProtoError(codeInvalidTopic, f, "%v", err)
 	case errors.Is(err, bus.ErrInvalidPattern):
 		return newProtoError(codeInvalidPattern, f, "%v", err)
-	case errors.Is(err, errIDReused):
+	case errors.Is(err, errIDReused), errors.Is(err, bus.ErrIDReused):
 		return newProtoError(codeBadFrame, f, "pub: id %q: %v", f.ID, err)
-	case errors.Is(err, bus.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, bus.ErrClosed), errors.Is(err, bus.ErrUncertain),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return newProtoError(codeUnavailable, f, "%v", err)
 	}
 	return newProtoError(codeInternal, f, "%v", err)

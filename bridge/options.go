@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"net/http"
 	"time"
@@ -74,6 +75,9 @@ type config struct {
 	dedupAge       time.Duration
 	writeTimeout   time.Duration
 	publishTimeout time.Duration
+	publishHook    any // a func(any, string, T) (T, error); New checks T
+	expiry         func(identity any) time.Time
+	logger         *slog.Logger
 }
 
 func newConfig(opts []Option) config {
@@ -267,4 +271,59 @@ func WithPublishTimeout(d time.Duration) Option {
 			c.publishTimeout = d
 		}
 	}
+}
+
+// WithPublishHook runs fn for every client publish that WithAuthorize
+// allowed, after the rate limit and before the bus sees it. fn gets the
+// connection's identity, the topic and the decoded data, and returns the
+// data to publish (stamp the sender from the identity, normalise, validate)
+// or an error, which refuses the publish: the client gets code forbidden
+// with the error's text as the message, and nothing is published. A
+// panicking fn refuses too (code internal).
+//
+// fn runs once per publish that reaches the bus: a retry answered from the
+// bridge's dedup window (WithDedupWindow) gets the first attempt's seq
+// without running fn again. A refused attempt is not remembered, so its
+// retry runs fn again. (A retry that lands on another node of a shared log
+// runs that node's hook; the log's own dedup then stores the first one
+// only.) fn runs on the connection's read loop: a slow fn delays that
+// client's next frames, nobody else's.
+//
+// T must be the bus's event type: New panics otherwise.
+func WithPublishHook[T any](fn func(identity any, topic string, data T) (T, error)) Option {
+	return func(c *config) {
+		c.publishHook = nil
+		if fn != nil {
+			c.publishHook = fn
+		}
+	}
+}
+
+// WithExpiry tells when an identity's credentials end: fn runs once per
+// connection request, after WithAuthenticate, with the identity it
+// returned. The zero time means never. A time already past refuses the
+// request like a failed WithAuthenticate (401, and the probe's verdict
+// unauthorized). Otherwise, at that time the connection is closed with
+// 4002 "credentials expired": the client fetches fresh credentials (its
+// url function), reconnects at once and resumes every subscription with
+// nothing missed. The bridge keeps one heap of deadlines served by one
+// goroutine and one timer, not a timer per connection: a connection with an
+// expiry costs an 8-byte slot in it. fn runs on the request's goroutine;
+// without WithExpiry no goroutine runs.
+func WithExpiry(fn func(identity any) time.Time) Option {
+	return func(c *config) { c.expiry = fn }
+}
+
+// WithLogger logs the life of connections to l: at Info each connection
+// and each disconnect (its close code, and who closed: server, client or
+// network), Kick and Reauthorize; at Warn each refused connection request
+// (the reason: unavailable, origin, authentication or expired), each
+// request refused on a connection (its error code: forbidden, too_large,
+// rate_limited, too_many_subscriptions, ...) and each cut-off (slow, 4000;
+// abuse, 4001). Nothing is logged per event. Refusals of one connection are
+// logged at most 10 at once and then one per second; the next line logged
+// says how many were left out ("suppressed"). Without WithLogger (or with
+// a nil l) nothing is logged, not even to slog.Default.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/olahol/melody"
 	"golang.org/x/time/rate"
@@ -12,8 +13,11 @@ import (
 // Close codes of PROTOCOL.md.
 const (
 	closeGoingAway    = 1001
+	closeTooBig       = 1009
 	closeResumeNeeded = 4000
 	closeAbuse        = 4001
+	closeExpired      = 4002
+	closeKicked       = 4003
 )
 
 // ending is why the server ends a connection: the close code and reason it
@@ -26,6 +30,9 @@ const (
 	endBusClosed                  // the bus closed
 	endResumeNeeded               // the backlog passed WithMaxBacklog
 	endAbuse                      // the bad-frame budget is spent
+	endExpired                    // the identity's WithExpiry time came
+	endKicked                     // Bridge.Kick (which sends its own reason)
+	endTooBig                     // a frame above the hard cap: gorilla sent 1009 itself (never passed to dieLocked)
 )
 
 func (e ending) code() int {
@@ -36,12 +43,19 @@ func (e ending) code() int {
 		return closeResumeNeeded
 	case endAbuse:
 		return closeAbuse
+	case endExpired:
+		return closeExpired
+	case endKicked:
+		return closeKicked
+	case endTooBig:
+		return closeTooBig
 	}
 	return 0
 }
 
 func (e ending) reason() string {
-	return [...]string{"", "going away", "bus closed", "resume needed", "too many bad frames"}[e]
+	return [...]string{"", "going away", "bus closed", "resume needed", "too many bad frames",
+		"credentials expired", "kicked", "message too big"}[e]
 }
 
 // session is one client connection. Its output goes through one ordered
@@ -53,32 +67,40 @@ func (e ending) reason() string {
 // Goroutines: melody's read loop (ServeHTTP's goroutine) runs every client
 // request and alone touches the fields marked "read loop"; fanout goroutines
 // call deliver; melody's write loop calls sent and failed; Close and the bus
-// watch call end and drop. The rest is guarded by mu.
+// watch call end and drop; the expiry goroutine calls end; Kick and
+// Reauthorize, on their caller's goroutine, call kick and revoke (which
+// hands attachments it empties to the read loop: see reap). The rest is
+// guarded by mu.
 //
-// Locks. The bridge has five: Bridge.mu (the registry of sessions),
+// Locks. The bridge has six: Bridge.mu (the registry of sessions),
 // Bridge.fanMu (the fanouts by pattern), fanout.mu (one fanout's
-// attachments), session.mu and dedup.mu. Each is taken and released inside
-// one function, and no function holds one while taking another: there is no
-// order between them because none nests in another. Bridge.fanMu alone is
-// held while calling into the bus (Subscribe and Subscription.Close of a
-// fanout), whose own locks nest inside it. No lock is held while calling
-// melody (its Write and CloseWithMsg may call back into failed at once), user
-// code (WithAuthenticate, WithAuthorize, the Codec) or anything that waits
-// on the bus or a client. So a function that must write or close once mu is
-// released decides under mu (itself, or in a part named ...Locked that
-// returns a step) and acts on that step after unlocking.
+// attachments), session.mu, dedup.mu and expiries.mu (the expiry heap).
+// Each is taken and released inside one function, and no function holds
+// one while taking another: there is no order between them because none
+// nests in another. Bridge.fanMu alone is held while calling into the bus
+// (Subscribe and Subscription.Close of a fanout), whose own locks nest
+// inside it. No lock is held while calling melody (its Write and
+// CloseWithMsg may call back into failed at once), user code
+// (WithAuthenticate, WithAuthorize, WithPublishHook, WithExpiry, the
+// WithLogger handler, the match functions of Kick and Reauthorize, the
+// Codec) or anything that waits on the bus or a client. So a function that
+// must write or close once mu is released decides under mu (itself, or in
+// a part named ...Locked that returns a step) and acts on that step after
+// unlocking.
 type session[T any] struct {
 	br    *Bridge[T]
 	ms    *melody.Session // set by connected, before any other goroutine sees the session
 	raw   net.Conn        // the hijacked socket: Close drops it past the write timeout
 	id    string
 	ident any
+	exp   expiryEntry // its place in the bridge's expiry heap (see expiry.go)
 
 	// read loop
 	atts     map[string]*attachment[T] // by pattern
 	pubLim   *rate.Limiter             // made on first publish
 	floodLim *rate.Limiter             // floodFactor times pubLim: beyond it a publish spends the bad-frame budget
 	badLim   *rate.Limiter             // made on first bad frame
+	log      *connLog                  // WithLogger only: see logging.go
 
 	// the one flush in flight: written under mu by startLocked, then read
 	// and reset outside it by buildEvents while inflight holds the others off
@@ -87,11 +109,16 @@ type session[T any] struct {
 
 	mu             sync.Mutex
 	dead           bool                     // mu: closing or closed; nothing more is queued
+	gone           farewell                 // mu: how the connection ended, for the log (logging.go)
 	subs           map[string]*clientSub[T] // mu: by client sub id
 	out            outbox[T]                // mu: the queue and its backlog
 	inflight       bool                     // mu: a frame of ours is in melody
 	inflightEvents int                      // mu: events in that frame
 	inflightShared bool                     // mu: that frame is shared with other sessions: not pooled
+
+	// chores is work that Reauthorize hands to the read loop (choreReap,
+	// choreRecheck: see reauthorize.go), done at its next frame.
+	chores atomic.Uint32
 }
 
 // clientSub is one client subscription. All fields but id and att are
@@ -144,8 +171,12 @@ func (s *session[T]) closeFrame(e ending) {
 	switch e {
 	case endResumeNeeded:
 		s.br.stats.slowDisconnects.Add(1)
+		s.logCutOff(e)
 	case endAbuse:
 		s.br.stats.abuseDisconnects.Add(1)
+		s.logCutOff(e)
+	case endExpired:
+		s.br.stats.expired.Add(1)
 	}
 	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(e.code(), e.reason()))
 }
@@ -171,6 +202,7 @@ func (s *session[T]) dieLocked(e ending) step {
 	}
 	s.dead = true
 	s.out.discard(s.subs)
+	s.gone.server(e)
 	return step{end: e}
 }
 
@@ -216,6 +248,7 @@ func (s *session[T]) connected(ms *melody.Session) {
 	s.send(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
 	e, drop := br.join(s)
 	if e == noEnd {
+		s.joined()
 		return
 	}
 	s.end(e)
@@ -237,6 +270,7 @@ func (s *session[T]) disconnected() {
 	s.mu.Unlock()
 	br := s.br
 	br.leave(s)
+	s.left()
 	for _, a := range s.atts {
 		s.detach(a)
 	}
@@ -318,6 +352,7 @@ func (s *session[T]) failed(err error) {
 	} else {
 		st = s.dieLocked(noEnd)
 	}
+	s.gone.failed(err)
 	s.mu.Unlock()
 	s.act(st)
 }

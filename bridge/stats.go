@@ -14,8 +14,10 @@ type Stats struct {
 	// however many of its subscriptions it was for).
 	FramesIn, FramesOut, EventsOut uint64
 
-	// Published counts client publishes that reached the bus; Deduplicated
-	// retries answered from the dedup window without publishing again.
+	// Published counts client publishes that reached the bus (a retry that
+	// the bus itself recognised by its id, past the bridge's window,
+	// counts here too); Deduplicated retries answered from the bridge's
+	// dedup window without publishing again (nor running the publish hook).
 	Published, Deduplicated uint64
 
 	// SlowDisconnects counts clients cut off with 4000 because their backlog
@@ -23,9 +25,21 @@ type Stats struct {
 	// their bad-frame budget was spent.
 	SlowDisconnects, AbuseDisconnects uint64
 
+	// Kicked counts connections closed by Kick (4003); Expired those closed
+	// at their WithExpiry time (4002); Revoked the subscriptions that
+	// Reauthorize ended.
+	Kicked, Expired, Revoked uint64
+
 	// CodecErrors counts events the Codec could not encode (delivered with
 	// "data":null and an "error").
 	CodecErrors uint64
+
+	// HandshakesRefused counts connection requests refused before the
+	// upgrade, by reason: "unavailable" (503: the bridge or its bus is
+	// closed), "origin" (403), "authentication" (401: WithAuthenticate) and
+	// "expired" (401: WithExpiry had passed). All four are present. Refusal
+	// probes (plain GETs) are not counted.
+	HandshakesRefused map[string]uint64
 
 	// Rejected counts the error frames sent, by code ("forbidden",
 	// "rate_limited", ...). Codes never sent are absent.
@@ -37,7 +51,9 @@ type counters struct {
 	framesIn, framesOut, eventsOut                 atomic.Uint64
 	published, deduplicated                        atomic.Uint64
 	slowDisconnects, abuseDisconnects, codecErrors atomic.Uint64
+	kicked, expired, revoked                       atomic.Uint64
 	rejected                                       [numCodes]atomic.Uint64
+	handshakesRefused                              [numRefusals]atomic.Uint64 // by refusal; admitted unused
 }
 
 // Stats returns the bridge's counters.
@@ -47,18 +63,25 @@ func (br *Bridge[T]) Stats() Stats {
 	patterns := len(br.fans)
 	br.fanMu.Unlock()
 	out := Stats{
-		Clients:          int(st.clients.Load()),
-		Subscriptions:    int(st.subscriptions.Load()),
-		Patterns:         patterns,
-		FramesIn:         st.framesIn.Load(),
-		FramesOut:        st.framesOut.Load(),
-		EventsOut:        st.eventsOut.Load(),
-		Published:        st.published.Load(),
-		Deduplicated:     st.deduplicated.Load(),
-		SlowDisconnects:  st.slowDisconnects.Load(),
-		AbuseDisconnects: st.abuseDisconnects.Load(),
-		CodecErrors:      st.codecErrors.Load(),
-		Rejected:         make(map[string]uint64),
+		Clients:           int(st.clients.Load()),
+		Subscriptions:     int(st.subscriptions.Load()),
+		Patterns:          patterns,
+		FramesIn:          st.framesIn.Load(),
+		FramesOut:         st.framesOut.Load(),
+		EventsOut:         st.eventsOut.Load(),
+		Published:         st.published.Load(),
+		Deduplicated:      st.deduplicated.Load(),
+		SlowDisconnects:   st.slowDisconnects.Load(),
+		AbuseDisconnects:  st.abuseDisconnects.Load(),
+		Kicked:            st.kicked.Load(),
+		Expired:           st.expired.Load(),
+		Revoked:           st.revoked.Load(),
+		CodecErrors:       st.codecErrors.Load(),
+		Rejected:          make(map[string]uint64),
+		HandshakesRefused: make(map[string]uint64, numRefusals-1),
+	}
+	for v := refusedClosed; v < numRefusals; v++ {
+		out.HandshakesRefused[v.reason()] = st.handshakesRefused[v].Load()
 	}
 	for c := range numCodes {
 		if n := st.rejected[c].Load(); n > 0 {

@@ -15,9 +15,15 @@ type BridgeSource interface {
 
 // The reasons of whalesong_bridge_disconnects_total.
 const (
-	reasonSlow  = "slow"  // Stats.SlowDisconnects: close code 4000, backlog past WithMaxBacklog
-	reasonAbuse = "abuse" // Stats.AbuseDisconnects: close code 4001, bad-frame budget spent
+	reasonSlow    = "slow"    // Stats.SlowDisconnects: close code 4000, backlog past WithMaxBacklog
+	reasonAbuse   = "abuse"   // Stats.AbuseDisconnects: close code 4001, bad-frame budget spent
+	reasonExpired = "expired" // Stats.Expired: close code 4002, WithExpiry's time came
+	reasonKicked  = "kicked"  // Stats.Kicked: close code 4003, Bridge.Kick
 )
+
+// refusalReasons are the keys of bridge.Stats.HandshakesRefused, each
+// exported from 0.
+var refusalReasons = []string{"unavailable", "origin", "authentication", "expired"}
 
 // BridgeCollector is a prometheus.Collector for the Stats of one bridge.
 // Make it with NewBridgeCollector.
@@ -26,6 +32,7 @@ type BridgeCollector struct {
 	stats       statSet[bridge.Stats]
 	disconnects *prometheus.Desc // by reason
 	rejections  *prometheus.Desc // by code
+	refusals    *prometheus.Desc // handshakes, by reason
 	invalid     *prometheus.Desc // non-nil when src is nil: Register fails with it
 }
 
@@ -57,10 +64,17 @@ func NewBridgeCollector(br BridgeSource, opts ...Option) *BridgeCollector {
 		func(st bridge.Stats) float64 { return float64(st.Deduplicated) })
 	s.counter("codec_errors_total", "Events the codec could not encode, delivered with null data and an error.",
 		func(st bridge.Stats) float64 { return float64(st.CodecErrors) })
+	s.counter("subscriptions_revoked_total", "Client subscriptions ended by Reauthorize.",
+		func(st bridge.Stats) float64 { return float64(st.Revoked) })
 	c.disconnects = s.desc("disconnects_total",
-		"Connections the bridge cut off, by reason: slow (close code 4000, backlog past WithMaxBacklog) or abuse (4001, bad-frame budget spent).",
+		"Connections the bridge closed, by reason: slow (close code 4000, backlog past WithMaxBacklog), "+
+			"abuse (4001, bad-frame budget spent), expired (4002, WithExpiry) or kicked (4003, Kick).",
 		labelReason)
 	c.rejections = s.desc("rejections_total", "Error frames sent to clients, by error code.", labelCode)
+	c.refusals = s.desc("handshakes_refused_total",
+		"Connection requests refused before the upgrade, by reason: unavailable (503), origin (403), "+
+			"authentication or expired (401).",
+		labelReason)
 	return c
 }
 
@@ -74,6 +88,7 @@ func (c *BridgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.stats.describe(ch)
 	ch <- c.disconnects
 	ch <- c.rejections
+	ch <- c.refusals
 }
 
 // Collect reads the bridge's Stats and sends them as metrics. It is part of
@@ -86,6 +101,11 @@ func (c *BridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.stats.collect(ch, st)
 	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.SlowDisconnects), reasonSlow)
 	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.AbuseDisconnects), reasonAbuse)
+	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.Expired), reasonExpired)
+	ch <- constMetric(c.disconnects, prometheus.CounterValue, float64(st.Kicked), reasonKicked)
+	for _, reason := range refusalReasons {
+		ch <- constMetric(c.refusals, prometheus.CounterValue, float64(st.HandshakesRefused[reason]), reason)
+	}
 	for code, n := range st.Rejected {
 		ch <- constMetric(c.rejections, prometheus.CounterValue, float64(n), code)
 	}

@@ -54,21 +54,30 @@ func TestBridgeCollectorExportsEveryField(t *testing.T) {
 		SlowDisconnects: 23, AbuseDisconnects: 29,
 		CodecErrors: 31,
 		Rejected:    map[string]uint64{"forbidden": 37, "rate_limited": 41},
+		Kicked:      43, Expired: 47, Revoked: 53,
+		HandshakesRefused: map[string]uint64{"unavailable": 59, "origin": 61, "authentication": 67, "expired": 71},
 	}
 	expect(t, gather(t, metrics.NewBridgeCollector(src)), map[string]sample{
-		"whalesong_bridge_clients":                               gauge(2),
-		"whalesong_bridge_subscriptions":                         gauge(3),
-		"whalesong_bridge_patterns":                              gauge(5),
-		"whalesong_bridge_frames_received_total":                 counter(7),
-		"whalesong_bridge_frames_sent_total":                     counter(11),
-		"whalesong_bridge_events_sent_total":                     counter(13),
-		"whalesong_bridge_publishes_total":                       counter(17),
-		"whalesong_bridge_publishes_deduplicated_total":          counter(19),
-		`whalesong_bridge_disconnects_total{reason="slow"}`:      counter(23),
-		`whalesong_bridge_disconnects_total{reason="abuse"}`:     counter(29),
-		"whalesong_bridge_codec_errors_total":                    counter(31),
-		`whalesong_bridge_rejections_total{code="forbidden"}`:    counter(37),
-		`whalesong_bridge_rejections_total{code="rate_limited"}`: counter(41),
+		"whalesong_bridge_clients":                                           gauge(2),
+		"whalesong_bridge_subscriptions":                                     gauge(3),
+		"whalesong_bridge_patterns":                                          gauge(5),
+		"whalesong_bridge_frames_received_total":                             counter(7),
+		"whalesong_bridge_frames_sent_total":                                 counter(11),
+		"whalesong_bridge_events_sent_total":                                 counter(13),
+		"whalesong_bridge_publishes_total":                                   counter(17),
+		"whalesong_bridge_publishes_deduplicated_total":                      counter(19),
+		`whalesong_bridge_disconnects_total{reason="slow"}`:                  counter(23),
+		`whalesong_bridge_disconnects_total{reason="abuse"}`:                 counter(29),
+		"whalesong_bridge_codec_errors_total":                                counter(31),
+		`whalesong_bridge_rejections_total{code="forbidden"}`:                counter(37),
+		`whalesong_bridge_rejections_total{code="rate_limited"}`:             counter(41),
+		`whalesong_bridge_disconnects_total{reason="kicked"}`:                counter(43),
+		`whalesong_bridge_disconnects_total{reason="expired"}`:               counter(47),
+		"whalesong_bridge_subscriptions_revoked_total":                       counter(53),
+		`whalesong_bridge_handshakes_refused_total{reason="unavailable"}`:    counter(59),
+		`whalesong_bridge_handshakes_refused_total{reason="origin"}`:         counter(61),
+		`whalesong_bridge_handshakes_refused_total{reason="authentication"}`: counter(67),
+		`whalesong_bridge_handshakes_refused_total{reason="expired"}`:        counter(71),
 	})
 }
 
@@ -90,8 +99,8 @@ func TestNamesPassLint(t *testing.T) {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+12 {
-		t.Errorf("linted %d series, want all 20", n)
+	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+19 {
+		t.Errorf("linted %d series, want all 27", n)
 	}
 }
 
@@ -163,6 +172,10 @@ func TestRealBridge(t *testing.T) {
 	for _, name := range []string{
 		`whalesong_bridge_disconnects_total{reason="slow"}`,
 		`whalesong_bridge_disconnects_total{reason="abuse"}`,
+		`whalesong_bridge_disconnects_total{reason="expired"}`,
+		`whalesong_bridge_disconnects_total{reason="kicked"}`,
+		`whalesong_bridge_handshakes_refused_total{reason="origin"}`,
+		"whalesong_bridge_subscriptions_revoked_total",
 		"whalesong_bridge_clients",
 	} {
 		if s, ok := got[name]; !ok || s.value != 0 {

@@ -35,12 +35,17 @@
 //	whalesong_bridge_publishes_total              counter  bridge.Stats.Published
 //	whalesong_bridge_publishes_deduplicated_total counter  bridge.Stats.Deduplicated
 //	whalesong_bridge_disconnects_total            counter  label reason: "slow" (SlowDisconnects, close code 4000),
-//	                                                       "abuse" (AbuseDisconnects, close code 4001)
+//	                                                       "abuse" (AbuseDisconnects, close code 4001),
+//	                                                       "expired" (Expired, 4002), "kicked" (Kicked, 4003)
+//	whalesong_bridge_subscriptions_revoked_total  counter  bridge.Stats.Revoked (Reauthorize)
+//	whalesong_bridge_handshakes_refused_total     counter  bridge.Stats.HandshakesRefused; label reason: "unavailable",
+//	                                                       "origin", "authentication", "expired"
 //	whalesong_bridge_codec_errors_total           counter  bridge.Stats.CodecErrors
 //	whalesong_bridge_rejections_total             counter  bridge.Stats.Rejected; label code ("forbidden", ...)
 //
-// Both reasons of whalesong_bridge_disconnects_total are always present,
-// from 0, so that rate() sees the first slow client cut off. A code of
+// Every reason of whalesong_bridge_disconnects_total and of
+// whalesong_bridge_handshakes_refused_total is always present, from 0, so
+// that rate() sees the first slow client cut off. A code of
 // whalesong_bridge_rejections_total appears with its first rejection.
 //
 // # Several buses or bridges

@@ -55,6 +55,8 @@ func Example() {
 	// Output:
 	// whalesong_bridge_clients 0
 	// whalesong_bridge_disconnects_total{reason="abuse"} 0
+	// whalesong_bridge_disconnects_total{reason="expired"} 0
+	// whalesong_bridge_disconnects_total{reason="kicked"} 0
 	// whalesong_bridge_disconnects_total{reason="slow"} 0
 	// whalesong_bus_events_delivered_total 2
 	// whalesong_bus_events_published_total 2

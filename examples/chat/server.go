@@ -25,6 +25,7 @@ type Message struct {
 const (
 	maxNick    = 24
 	maxRoom    = 32
+	maxText    = 1000 // characters of one message
 	roomPrefix = "chat."
 	roomScope  = roomPrefix + "*" // every room's topic, and nothing else
 	// maxFrame bounds a client frame: a message of 1,000 characters fits
@@ -39,6 +40,9 @@ var (
 	// errNotChat refuses a subscribe pattern or a publish topic outside
 	// chat.<room>; the client sees error code forbidden.
 	errNotChat = errors.New("chat: only chat.<room> is allowed")
+	// errBadText refuses a message that is empty or too long; the client
+	// sees error code forbidden with this text.
+	errBadText = errors.New("chat: a message is 1 to 1000 characters of text")
 )
 
 //go:embed static
@@ -53,8 +57,9 @@ type server struct {
 }
 
 // newServer routes / to the page, /whalesong.js to the browser client, /ws
-// to a bridge on b that lets a client publish only to chat.<room>, and
-// /metrics to the bus's and the bridge's metrics for Prometheus.
+// to a bridge on b that lets a client publish only to chat.<room>, signed
+// with its own nick, and /metrics to the bus's and the bridge's metrics
+// for Prometheus.
 // Extra bridge options (tests use them) come after the chat's own.
 func newServer(b *bus.Bus[Message], opts ...bridge.Option) *server {
 	static, err := fs.Sub(staticFiles, "static")
@@ -64,6 +69,7 @@ func newServer(b *bus.Bus[Message], opts ...bridge.Option) *server {
 	base := []bridge.Option{
 		bridge.WithAuthenticate(authenticate),
 		bridge.WithAuthorize(authorize),
+		bridge.WithPublishHook(stampNick),
 		bridge.WithMaxMessageSize(maxFrame),
 	}
 	s := &server{
@@ -147,6 +153,20 @@ func authorize(_ any, a bridge.Action, topicOrPattern string) error {
 		}
 	}
 	return fmt.Errorf("%w: %s %q", errNotChat, a, topicOrPattern)
+}
+
+// stampNick is the publish hook: the server, not the page, says who wrote
+// a message. Whatever nick a client puts in its data, the message goes out
+// with the nick of its connection (the identity authenticate gave it), so
+// that nobody can post as someone else. The text is trimmed and must be 1
+// to maxText characters of valid UTF-8.
+func stampNick(identity any, _ string, m Message) (Message, error) {
+	m.Nick = identity.(string)
+	m.Text = strings.TrimSpace(m.Text)
+	if n := utf8.RuneCountInString(m.Text); n == 0 || n > maxText || !utf8.ValidString(m.Text) {
+		return m, errBadText
+	}
+	return m, nil
 }
 
 // validRoom accepts 1 to maxRoom lower-case ASCII letters, digits, '-' and
