@@ -217,7 +217,7 @@ func TestTwoNodesShareTheChat(t *testing.T) {
 
 	seq := bob.publish(1, "lobby", "hello from node 2")
 	got := alice.waitEvents(1)[0]
-	if got.Seq != seq || got.Data.Text != "hello from node 2" || got.Data.Nick != "test" {
+	if got.Seq != seq || got.Data.Text != "hello from node 2" || got.Data.Nick != "bob" { // the server stamps the nick
 		t.Fatalf("alice on node 1 got %+v, want seq %d from node 2", got, seq)
 	}
 
