@@ -27,6 +27,11 @@ type Stats struct {
 	// "data":null and an "error").
 	CodecErrors uint64
 
+	// Superseded counts queued events of subscriptions made with conflate
+	// that a newer event of the same topic replaced while their client was
+	// behind (each counted in the skipped of a later one it got).
+	Superseded uint64
+
 	// Rejected counts the error frames sent, by code ("forbidden",
 	// "rate_limited", ...). Codes never sent are absent.
 	Rejected map[string]uint64
@@ -37,6 +42,7 @@ type counters struct {
 	framesIn, framesOut, eventsOut                 atomic.Uint64
 	published, deduplicated                        atomic.Uint64
 	slowDisconnects, abuseDisconnects, codecErrors atomic.Uint64
+	superseded                                     atomic.Uint64
 	rejected                                       [numCodes]atomic.Uint64
 }
 
@@ -58,6 +64,7 @@ func (br *Bridge[T]) Stats() Stats {
 		SlowDisconnects:  st.slowDisconnects.Load(),
 		AbuseDisconnects: st.abuseDisconnects.Load(),
 		CodecErrors:      st.codecErrors.Load(),
+		Superseded:       st.superseded.Load(),
 		Rejected:         make(map[string]uint64),
 	}
 	for c := range numCodes {
