@@ -57,6 +57,8 @@ func NewBridgeCollector(br BridgeSource, opts ...Option) *BridgeCollector {
 		func(st bridge.Stats) float64 { return float64(st.Deduplicated) })
 	s.counter("codec_errors_total", "Events the codec could not encode, delivered with null data and an error.",
 		func(st bridge.Stats) float64 { return float64(st.CodecErrors) })
+	s.counter("events_superseded_total", "Queued events of conflating subscriptions replaced by a newer one of their topic while the client was behind.",
+		func(st bridge.Stats) float64 { return float64(st.Superseded) })
 	c.disconnects = s.desc("disconnects_total",
 		"Connections the bridge cut off, by reason: slow (close code 4000, backlog past WithMaxBacklog) or abuse (4001, bad-frame budget spent).",
 		labelReason)

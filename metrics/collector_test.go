@@ -52,8 +52,8 @@ func TestBridgeCollectorExportsEveryField(t *testing.T) {
 		FramesIn: 7, FramesOut: 11, EventsOut: 13,
 		Published: 17, Deduplicated: 19,
 		SlowDisconnects: 23, AbuseDisconnects: 29,
-		CodecErrors: 31,
-		Rejected:    map[string]uint64{"forbidden": 37, "rate_limited": 41},
+		CodecErrors: 31, Superseded: 43,
+		Rejected: map[string]uint64{"forbidden": 37, "rate_limited": 41},
 	}
 	expect(t, gather(t, metrics.NewBridgeCollector(src)), map[string]sample{
 		"whalesong_bridge_clients":                               gauge(2),
@@ -67,6 +67,7 @@ func TestBridgeCollectorExportsEveryField(t *testing.T) {
 		`whalesong_bridge_disconnects_total{reason="slow"}`:      counter(23),
 		`whalesong_bridge_disconnects_total{reason="abuse"}`:     counter(29),
 		"whalesong_bridge_codec_errors_total":                    counter(31),
+		"whalesong_bridge_events_superseded_total":               counter(43),
 		`whalesong_bridge_rejections_total{code="forbidden"}`:    counter(37),
 		`whalesong_bridge_rejections_total{code="rate_limited"}`: counter(41),
 	})
@@ -90,8 +91,8 @@ func TestNamesPassLint(t *testing.T) {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+12 {
-		t.Errorf("linted %d series, want all 20", n)
+	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+13 {
+		t.Errorf("linted %d series, want all 21", n)
 	}
 }
 

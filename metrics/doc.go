@@ -37,6 +37,7 @@
 //	whalesong_bridge_disconnects_total            counter  label reason: "slow" (SlowDisconnects, close code 4000),
 //	                                                       "abuse" (AbuseDisconnects, close code 4001)
 //	whalesong_bridge_codec_errors_total           counter  bridge.Stats.CodecErrors
+//	whalesong_bridge_events_superseded_total      counter  bridge.Stats.Superseded
 //	whalesong_bridge_rejections_total             counter  bridge.Stats.Rejected; label code ("forbidden", ...)
 //
 // Both reasons of whalesong_bridge_disconnects_total are always present,
