@@ -25,10 +25,6 @@ import (
 	"github.com/whalesong/bus/bridge"
 )
 
-// skipUntilIssue8Wire marks the tests that need the bridge side of issue 8.
-const skipUntilIssue8Wire = "TODO(issue 8, bridge wire): needs the server side of latest, replayed/until, " +
-	"reason/missing, fallback, history/page and conflate/skipped (PROTOCOL.md); remove this skip when it lands"
-
 // serveScript serves ClientJS at /whalesong.js and handler at /ws on
 // httptest, and runs a script of client/test against it with
 // WHALESONG_WS_URL and WHALESONG_CLIENT_URL set, plus env.
@@ -107,7 +103,6 @@ func seqRange(from, to uint64) []uint64 {
 // gets gap "reset" with the range first and then at most 20 events of the
 // new stream (the fallback), not all 50.
 func TestClientJSMissedEvents(t *testing.T) {
-	t.Skip(skipUntilIssue8Wire)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	authorize := bridge.WithAuthorize(func(_ any, _ bridge.Action, subject string) error {
@@ -218,7 +213,6 @@ func TestClientJSMissedEvents(t *testing.T) {
 // newest value of every topic, and every event is either handed over or
 // counted in the skipped of a later one.
 func TestClientJSConflate(t *testing.T) {
-	t.Skip(skipUntilIssue8Wire)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	b := bus.New[json.RawMessage](bus.WithHistory(8))

@@ -19,6 +19,11 @@ type clientFrame struct {
 	Last           *int64
 	Since          *string
 	since          time.Time // parsed Since
+	Latest         bool      // sub: the newest retained event of every matching topic
+	Conflate       bool      // sub: collapse queued live events to the newest per topic
+	Fallback       *intent   // sub with After: what to replay when the resume cannot be complete
+	Before         uint64    // history: read events with seq < Before; 0: past the newest
+	Limit          int       // history: at most this many (1 to maxPageLimit)
 }
 
 // afterPos is the resume position of a sub frame.
@@ -41,6 +46,12 @@ type wireFrame struct {
 	After   *wireAfter      `json:"after"`
 	Last    *int64          `json:"last"`
 	Since   text            `json:"since"`
+
+	Latest   *bool         `json:"latest"`
+	Conflate *bool         `json:"conflate"`
+	Fallback *wireFallback `json:"fallback"`
+	Before   *uint64       `json:"before"`
+	Limit    *int64        `json:"limit"`
 }
 
 type wireAfter struct {
@@ -85,13 +96,15 @@ func decodeFrame(data []byte) (*clientFrame, *protoError) {
 		return nil, pe
 	case f.Op == "pub" && !utf8.ValidString(f.Topic):
 		return nil, newProtoError(codeInvalidTopic, f, "%v", bus.CheckTopic(f.Topic))
-	case f.Op == "sub" && !utf8.ValidString(f.Pattern):
+	case (f.Op == "sub" || f.Op == "history") && !utf8.ValidString(f.Pattern):
 		return nil, newProtoError(codeInvalidPattern, f, "%v", bus.CheckPattern(f.Pattern))
 	}
 	f.Data, f.Last = w.Data, w.Last
 	switch f.Op {
 	case "sub":
-		pe = checkSub(f, w.After)
+		pe = checkSub(f, w)
+	case "history":
+		pe = checkHistory(f, w)
 	case "unsub":
 		pe = checkIDs(f, true)
 	case "pub", "ping":
@@ -177,12 +190,12 @@ func checkIDs(f *clientFrame, needSub bool) *protoError {
 	return nil
 }
 
-func checkSub(f *clientFrame, after *wireAfter) *protoError {
+func checkSub(f *clientFrame, w *wireFrame) *protoError {
 	if e := checkIDs(f, true); e != nil {
 		return e
 	}
 	n := 0
-	if after != nil {
+	if after := w.After; after != nil {
 		n++
 		switch {
 		case after.Epoch.notString || !utf8.ValidString(after.Epoch.s):
@@ -206,8 +219,13 @@ func checkSub(f *clientFrame, after *wireAfter) *protoError {
 		}
 		f.since = t
 	}
-	if n > 1 {
-		return newProtoError(codeBadFrame, f, "sub: at most one of after, last, since")
+	if w.Latest != nil && *w.Latest {
+		n++
+		f.Latest = true
 	}
-	return nil
+	if n > 1 {
+		return newProtoError(codeBadFrame, f, "sub: at most one of after, last, since, latest")
+	}
+	f.Conflate = w.Conflate != nil && *w.Conflate
+	return checkFallback(f, w.Fallback)
 }

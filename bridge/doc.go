@@ -23,10 +23,37 @@
 //     no longer retained, or the epoch is another one (the server
 //     restarted: everything retained is replayed). Its "from" is the exact
 //     resume position of a client that has not received an event yet.
+//   - Missed events are described, not just flagged: with recovered=false
+//     the answer gives a reason ("evicted": history no longer reaches back;
+//     "reset": another epoch, or a position this epoch never reached) and a
+//     range outside which nothing asked for is missing; "replayed" and
+//     "until" say how many events the replay holds and where it ends. A
+//     resume that cannot be complete applies the sub's "fallback" (the
+//     subscription's original last, latest or since) instead of replaying
+//     everything, never sending again what the client saw in the same
+//     epoch. "latest" replays the newest retained event of each matching
+//     topic.
+//   - History pages: a "history" request reads older retained events of a
+//     pattern, newest first by page (before, limit 1 to 1000), authorized
+//     exactly like a subscribe of that pattern; each page names its epoch.
 //   - Nothing is dropped silently. A client that falls behind by more than
 //     WithMaxBacklog events is closed with 4000 "resume needed" and its
 //     queue released; it resumes from history. Publishers and other
-//     clients never wait for a slow client.
+//     clients never wait for a slow client. A subscription made with
+//     "conflate" is the one exception, and it says so: while its client is
+//     behind, its queued live events collapse to the newest per topic, and
+//     the next event it gets counts the ones superseded ("skipped"), so that
+//     a slow reader of state topics gets the newest state and is not cut
+//     off. It holds at most one event per topic; a connection whose
+//     conflating subscriptions hold more than WithMaxBacklog topics, or
+//     whose other subscriptions pass WithMaxBacklog, is still cut off.
+//   - On a shared log (several nodes on one stream, bus.WithLog) a client
+//     may resume on any node: a position ahead of a node that is behind is
+//     waited for (up to 2 seconds, else the connection is closed with 1013,
+//     try again later), never answered as lost, nothing sent twice. A node
+//     that missed events of the log, or saw it recreated (a new epoch),
+//     closes the connections of the patterns concerned with 4000, and their
+//     resume says honestly what may be missing.
 //   - A publish retried with the same id within the dedup window
 //     (WithDedupWindow) is published once and answered with the same seq.
 //   - A bad frame gets an error frame with a machine-readable code and never
@@ -65,7 +92,10 @@
 // frame at a time, as the client's socket takes them.) The shared bus
 // subscription uses the Block policy with a buffer of 128 events, and its
 // goroutine never waits for a client, so publishers wait only if that
-// goroutine itself is starved of CPU. A distinct pattern costs one bus
+// goroutine itself is starved of CPU. Conflation keeps the shared encoding
+// (a superseded event is a dropped reference) and costs a map lookup per
+// event of a conflating subscription whose client is behind; an idle
+// client gets each event at once, whatever its subscriptions. A distinct pattern costs one bus
 // subscription and one goroutine, whatever the number of its clients; many
 // per-user patterns cost one each. A connection costs melody's two goroutines and no more;
 // an idle one holds no write buffer. While a frame is being written to a

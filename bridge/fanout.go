@@ -15,8 +15,9 @@ import (
 // an events-frame entry, `"topic":..,"seq":..,"time":..,"data":..}`. Each
 // session only prefixes its own subscription ids.
 type sharedEvent struct {
-	seq  uint64
-	tail []byte
+	seq   uint64
+	topic string // the key of a conflation
+	tail  []byte
 
 	// frames caches whole one-event frames by subscription id, for idle
 	// sessions: the many clients that name their subscription alike share
@@ -71,6 +72,7 @@ type fanout[T any] struct {
 
 	mu   sync.Mutex                       // serialises changes of atts
 	atts atomic.Pointer[[]*attachment[T]] // copy on write, read without lock
+	dead bool                             // mu: its bus subscription was lost; nothing attaches any more
 
 	// lastSeen is the seq of the newest event the goroutine has started to
 	// deliver. A subscription attached after it was read still gets every
@@ -115,18 +117,26 @@ func (br *Bridge[T]) release(f *fanout[T]) {
 	if f.refs--; f.refs > 0 {
 		return
 	}
-	delete(br.fans, f.pattern)
+	if br.fans[f.pattern] == f { // a lost one was replaced already
+		delete(br.fans, f.pattern)
+	}
 	_ = f.sub.Close()
 }
 
-func (f *fanout[T]) attach(a *attachment[T]) {
+// attach adds a, unless the fanout was lost (see lost): then it reports
+// false and the caller acquires a new one.
+func (f *fanout[T]) attach(a *attachment[T]) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.dead {
+		return false
+	}
 	old := *f.atts.Load()
 	next := make([]*attachment[T], len(old), len(old)+1)
 	copy(next, old)
 	next = append(next, a)
 	f.atts.Store(&next)
+	return true
 }
 
 func (f *fanout[T]) detach(a *attachment[T]) {
@@ -144,15 +154,20 @@ func (f *fanout[T]) detach(a *attachment[T]) {
 }
 
 // run reads the bus subscription until it ends. A bus that closed closes
-// every session of the bridge with going-away.
+// every session of the bridge with going-away; a subscription the bus ended
+// as slow (on a shared log: this node missed events of the log, or the log
+// was recreated) is lost (see lost).
 func (f *fanout[T]) run() {
 	defer f.br.fanWG.Done()
 	ctx := context.Background()
 	for {
 		ev, err := f.sub.Next(ctx)
 		if err != nil {
-			if errors.Is(err, bus.ErrClosed) {
+			switch {
+			case errors.Is(err, bus.ErrClosed):
 				f.br.busClosed()
+			case errors.Is(err, bus.ErrSlowConsumer):
+				f.lost()
 			}
 			return
 		}
@@ -165,10 +180,31 @@ func (f *fanout[T]) run() {
 	}
 }
 
+// lost retires a fanout whose bus subscription ended with ErrSlowConsumer:
+// the events it did not get cannot be told apart from those it did, so
+// every session attached to it is cut off with 4000 and resumes from its
+// last seq, where the bus says honestly what is missing (or that the epoch
+// is new). New subscriptions of the pattern get a new fanout.
+func (f *fanout[T]) lost() {
+	br := f.br
+	br.fanMu.Lock()
+	if br.fans[f.pattern] == f {
+		delete(br.fans, f.pattern)
+	}
+	br.fanMu.Unlock()
+	f.mu.Lock()
+	f.dead = true
+	atts := *f.atts.Load()
+	f.mu.Unlock()
+	for _, a := range atts {
+		a.sess.end(endResumeNeeded)
+	}
+}
+
 // encodeEvent builds the shared tail of ev once: the Codec runs once per
 // event, whatever the number of clients. It appends to buf.
 func (br *Bridge[T]) encodeEvent(ev bus.Event[T], buf []byte) *sharedEvent {
-	return &sharedEvent{seq: ev.Seq, tail: br.appendTail(buf, ev)}
+	return &sharedEvent{seq: ev.Seq, topic: ev.Topic, tail: br.appendTail(buf, ev)}
 }
 
 // appendTail appends the events-frame entry tail of ev. A Codec that fails,

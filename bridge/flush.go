@@ -9,11 +9,12 @@ const (
 )
 
 // claim is one entry of the events frame being built: a shared event for
-// subs, or replayed events (encoded now) for one sub.
+// subs, or replayed events (encoded now) for one sub. It stays within 64
+// bytes (one cache line): n serves both kinds.
 type claim struct {
 	ev   *sharedEvent
 	rep  func(b []byte, i int) []byte // appends the tail of replayed event i
-	nrep int
+	n    int                          // with rep: the events claimed; with ev: its skipped (conflate)
 	sub  string
 	more []string
 }
@@ -47,6 +48,13 @@ func (s *session[T]) claimLocked() (frame []byte, events int) {
 		switch {
 		case it == nil:
 			return nil, events
+		case it.ev != nil: // the common case first
+			if c, ok := liveClaim(it); ok {
+				s.claims = append(s.claims, c)
+				events++
+				size += len(it.ev.tail) + 16
+			}
+			s.out.pop()
 		case it.frame != nil:
 			if events > 0 {
 				return nil, events
@@ -59,12 +67,9 @@ func (s *session[T]) claimLocked() (frame []byte, events int) {
 			events += n
 			size += n * replayEstimate
 		default:
-			if c, ok := liveClaim(it); ok {
-				s.claims = append(s.claims, c)
-				events++
-				size += len(it.ev.tail) + 16
-			}
-			s.out.pop()
+			n, bytes := s.claimConflated(it.conf, maxBatchEvents-events, maxBatchBytes-size)
+			events += n
+			size += bytes
 		}
 	}
 	return nil, events
@@ -99,9 +104,9 @@ func (s *session[T]) claimReplay(cur *replayCursor[T], limit int) int {
 	evs := cur.events[cur.next : cur.next+k]
 	br := s.br
 	s.claims = append(s.claims, claim{
-		sub:  cur.sub.id,
-		nrep: k,
-		rep:  func(b []byte, i int) []byte { return br.appendTail(b, evs[i]) },
+		sub: cur.sub.id,
+		n:   k,
+		rep: func(b []byte, i int) []byte { return br.appendTail(b, evs[i]) },
 	})
 	cur.next += k
 	if cur.next == len(cur.events) {
@@ -122,11 +127,14 @@ func (s *session[T]) buildEvents() []byte {
 				b = append(b, ',')
 			}
 			b = appendSubsHead(b, c.sub, c.more)
+			if c.n > 0 {
+				b = appendSkipped(b, c.n)
+			}
 			b = append(b, c.ev.tail...)
 			n++
 			continue
 		}
-		for j := range c.nrep {
+		for j := range c.n {
 			if n > 0 {
 				b = append(b, ',')
 			}

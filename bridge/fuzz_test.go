@@ -31,6 +31,18 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"op":"sub","id":"r","sub":"s\ud83d\ude00","pattern":"\ud83d\ude00.>"}`,
 		"{\"op\":\"ping\",\"id\":\"r\",\"pad\":\"\xc3\"}",
 		`{"op":"sub","id":"r","sub":"s","pattern":"a","after":{"epoch":"\ud800","seq":1}}`,
+		`{"op":"sub","id":"r7","sub":"s4","pattern":"price.*","latest":true,"conflate":true}`,
+		`{"op":"sub","id":"r8","sub":"s5","pattern":"chat.lobby","after":{"epoch":"0f8e2b1c-7d4a-4c2e-8f61-2a9d3c4b5e6f","seq":41},"fallback":{"last":50}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","after":{"seq":1},"fallback":{"since":"2026-11-27T17:00:00Z"}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","after":{"seq":1},"fallback":{"latest":true,"last":3}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","latest":true,"after":{"seq":1}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","fallback":{"last":1}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","after":{"seq":1},"fallback":{"since":"\udc00"}}`,
+		`{"op":"sub","id":"r","sub":"s","pattern":"a","conflate":"yes"}`,
+		`{"op":"history","id":"h1","pattern":"chat.lobby","before":318,"limit":50}`,
+		`{"op":"history","id":"h1","pattern":"chat.>","limit":0}`,
+		`{"op":"history","id":"h1","pattern":"a","before":0,"limit":1001}`,
+		`{"op":"history","id":"h1","pattern":"\ud800"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -61,13 +73,28 @@ func FuzzDecodeFrame(f *testing.F) {
 		switch fr.Op {
 		case "sub":
 			n := 0
-			for _, set := range []bool{fr.After != nil, fr.Last != nil, fr.Since != nil} {
+			for _, set := range []bool{fr.After != nil, fr.Last != nil, fr.Since != nil, fr.Latest} {
 				if set {
 					n++
 				}
 			}
 			if !validID(fr.Sub) || n > 1 || (fr.Last != nil && *fr.Last < 0) || (fr.After != nil && fr.After.Seq == nil) {
 				t.Fatalf("accepted bad sub %+v", fr)
+			}
+			if fb := fr.Fallback; fb != nil {
+				k := 0
+				for _, set := range []bool{fb.last != nil, fb.latest, fb.since != nil} {
+					if set {
+						k++
+					}
+				}
+				if fr.After == nil || k != 1 || (fb.last != nil && *fb.last < 0) {
+					t.Fatalf("accepted bad fallback %+v in %q", fb, data)
+				}
+			}
+		case "history":
+			if fr.Limit < 1 || fr.Limit > maxPageLimit || !utf8.ValidString(fr.Pattern) {
+				t.Fatalf("accepted bad history %+v", fr)
 			}
 		case "unsub":
 			if !validID(fr.Sub) {

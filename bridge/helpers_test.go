@@ -35,6 +35,19 @@ type frame struct {
 	Code      string  `json:"code"`
 	Message   string  `json:"message"`
 	Events    []entry `json:"events"`
+
+	// subscribed: what was replayed and what may be missing; page: more
+	Reason   string   `json:"reason"`
+	Missing  *missing `json:"missing"`
+	Replayed *int     `json:"replayed"`
+	Until    *uint64  `json:"until"`
+	More     *bool    `json:"more"`
+}
+
+// missing is the range of a subscribed answer with recovered false.
+type missing struct {
+	After  uint64 `json:"after"`
+	Before uint64 `json:"before"`
 }
 
 type entry struct {
@@ -44,6 +57,8 @@ type entry struct {
 	Time  time.Time       `json:"time"`
 	Data  json.RawMessage `json:"data"`
 	Error string          `json:"error"`
+
+	Skipped uint64 `json:"skipped"`
 }
 
 const readWait = 10 * time.Second

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 
 	bus "github.com/whalesong/bus"
@@ -30,6 +29,8 @@ func (s *session[T]) handle(data []byte) {
 			pe = s.unsubscribe(f)
 		case "pub":
 			pe = s.publish(f)
+		case "history":
+			pe = s.history(f)
 		case "ping":
 			s.send(appendPong(getBuf(), f.ID))
 		}
@@ -91,11 +92,27 @@ func (s *session[T]) subscribe(f *clientFrame) *protoError {
 	case n >= br.cfg.maxSubs:
 		return newProtoError(codeTooManySubscriptions, f, "at most %d subscriptions per connection", br.cfg.maxSubs)
 	}
+	if f.After != nil {
+		// On a shared log this node may be behind the position (another
+		// node served it): wait for it rather than answer it as lost.
+		switch s.awaitSeq(f.After.Epoch, *f.After.Seq) {
+		case tooLate:
+			s.end(endTryLater)
+			return nil
+		case stopping:
+			return nil
+		case busGone:
+			return busError(f, bus.ErrClosed)
+		}
+	}
 	a, pe := s.attachment(f)
 	if pe != nil {
 		return pe
 	}
 	cs := &clientSub[T]{id: f.Sub, att: a, pending: true}
+	if f.Conflate {
+		cs.conf = newConflation()
+	}
 	s.mu.Lock()
 	a.subs = append(a.subs, cs)
 	if s.subs == nil {
@@ -108,71 +125,62 @@ func (s *session[T]) subscribe(f *clientFrame) *protoError {
 	// Every event with a seq above s0 reaches cs through the fanout: the bus
 	// had committed nothing newer when Seq was read, and the fanout had
 	// started to deliver nothing newer when cs joined it.
+	epoch := br.bus.Epoch()
 	s0 := max(br.bus.Seq(), a.fan.lastSeen.Load())
-	from, recovered, evs, err := s.replay(f, s0)
+	st, err := s.replay(f, epoch, s0)
 	if err != nil {
 		s.dropSub(cs)
 		return busError(f, err)
 	}
-	s.goLive(f, cs, from, recovered, evs)
+	if br.bus.Epoch() != epoch {
+		// The shared log was recreated meanwhile: the fanout ends too, and
+		// the client resumes in the new epoch.
+		s.dropSub(cs)
+		s.end(endResumeNeeded)
+		return nil
+	}
+	s.goLive(f, cs, epoch, &st)
 	return nil
 }
 
 // attachment returns the session's attachment to the fanout of f.Pattern,
-// starting one if needed.
+// starting one if needed. A fanout lost meanwhile (see fanout.lost) takes
+// no attachment: a new one is acquired, a few times at most.
 func (s *session[T]) attachment(f *clientFrame) (*attachment[T], *protoError) {
 	if a := s.atts[f.Pattern]; a != nil {
 		return a, nil
 	}
-	fan, err := s.br.acquire(f.Pattern)
-	if err != nil {
-		return nil, busError(f, err)
+	for range maxAcquire {
+		fan, err := s.br.acquire(f.Pattern)
+		if err != nil {
+			return nil, busError(f, err)
+		}
+		a := &attachment[T]{sess: s, fan: fan}
+		if !fan.attach(a) {
+			s.br.release(fan)
+			continue
+		}
+		if s.atts == nil {
+			s.atts = make(map[string]*attachment[T]) // idle connections hold no map
+		}
+		s.atts[f.Pattern] = a
+		return a, nil
 	}
-	a := &attachment[T]{sess: s, fan: fan}
-	fan.attach(a)
-	if s.atts == nil {
-		s.atts = make(map[string]*attachment[T]) // idle connections hold no map
-	}
-	s.atts[f.Pattern] = a
-	return a, nil
+	return nil, newProtoError(codeUnavailable, f, "subscribe to %q: the bus keeps ending its subscriptions; retry later", clip(f.Pattern))
 }
 
-// replay asks the bus for what the sub frame's resume option selects and
-// says where the subscription starts (PROTOCOL.md, "subscribed").
-func (s *session[T]) replay(f *clientFrame, s0 uint64) (from uint64, recovered bool, evs []bus.Event[T], err error) {
-	b := s.br.bus
-	switch {
-	case f.After != nil && f.After.Epoch != "" && f.After.Epoch != b.Epoch():
-		evs, _, err = b.Replay(f.Pattern, bus.After(0))
-		return 0, false, evs, err
-	case f.After != nil && *f.After.Seq > s0:
-		return s0, false, nil, nil // a position this epoch never reached
-	case f.After != nil:
-		evs, recovered, err = b.Replay(f.Pattern, bus.After(*f.After.Seq))
-		return *f.After.Seq, recovered, evs, err
-	case f.Last != nil:
-		evs, recovered, err = b.Replay(f.Pattern, bus.Last(int(min(*f.Last, math.MaxInt32))))
-	case f.Since != nil:
-		evs, recovered, err = b.Replay(f.Pattern, bus.Since(f.since))
-	default:
-		return s0, true, nil, nil
-	}
-	if len(evs) > 0 {
-		return evs[0].Seq - 1, recovered, evs, err
-	}
-	return s0, recovered, evs, err
-}
+// maxAcquire bounds the fanouts a subscribe tries when they are lost as it
+// attaches.
+const maxAcquire = 3
 
 // goLive queues the ack, then the replay, then the live events held since
 // cs joined the fanout, and makes cs live, all under one lock so that no
 // live event can slip in between.
-func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], from uint64, recovered bool, evs []bus.Event[T]) {
-	ack := appendSubscribed(getBuf(), f.ID, f.Sub, s.br.bus.Epoch(), recovered, from)
-	for len(evs) > 0 && evs[0].Seq <= from {
-		evs = evs[1:]
-	}
+func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], epoch string, start *subStart[T]) {
+	start.events = trimThrough(start.events, start.from)
+	ack := appendSubscribed(getBuf(), f.ID, f.Sub, epoch, start)
 	s.mu.Lock()
-	st := s.goLiveLocked(cs, ack, from, evs)
+	st := s.goLiveLocked(cs, ack, start.from, start.events)
 	s.mu.Unlock()
 	s.act(st)
 }
@@ -188,10 +196,15 @@ func (s *session[T]) goLiveLocked(cs *clientSub[T], ack []byte, from uint64, evs
 		cs.lastSent = evs[len(evs)-1].Seq
 	}
 	for _, se := range s.out.release(cs) {
-		if se.seq > cs.lastSent {
-			s.out.push(item[T]{ev: se, sub: cs})
-			cs.lastSent = se.seq
+		if se.seq <= cs.lastSent {
+			continue
 		}
+		if cs.conf != nil {
+			s.br.stats.superseded.Add(s.out.conflate(cs, se))
+		} else {
+			s.out.push(item[T]{ev: se, sub: cs})
+		}
+		cs.lastSent = se.seq
 	}
 	cs.pending = false
 	return s.nextLocked()
@@ -229,6 +242,7 @@ func (s *session[T]) removeSubLocked(cs *clientSub[T]) bool {
 	cs.closed = true
 	delete(s.subs, cs.id)
 	s.out.release(cs)
+	s.out.dropConflated(cs)
 	a := cs.att
 	a.subs = slices.DeleteFunc(a.subs, func(x *clientSub[T]) bool { return x == cs })
 	s.br.stats.subscriptions.Add(-1)

@@ -10,23 +10,37 @@ import bus "github.com/whalesong/bus"
 // one per live event whatever the number of its subscriptions), plus every
 // event held. Only its methods change the queue, the count and
 // clientSub.held. It is guarded by the session's mu.
+//
+// A subscription made with conflate queues its live events in its own
+// conflation instead (see conflate.go), with one token here that drains it
+// when claimed; those events are counted apart, in conflated: they do not
+// push the backlog over its limit, and are bounded by the topics instead
+// (one each), the connection being cut off as well only when its
+// conflations together hold more than WithMaxBacklog events.
 type outbox[T any] struct {
-	items   []item[T] // from head
-	head    int
-	peak    int // most entries queued since the queue was last empty
-	slack   int // drains in a row that used under a quarter of the array
-	backlog int
+	items     []item[T] // from head
+	head      int
+	peak      int // most entries queued since the queue was last empty
+	slack     int // drains in a row that used under a quarter of the array
+	backlog   int
+	conflated int // events held by the conflations of the session's subs
 }
 
 // item is one entry of the output queue: a control frame, a live event for
-// some subscriptions, or a replay to be encoded lazily as it leaves.
+// some subscriptions, a replay to be encoded lazily as it leaves, or the
+// token of a conflating subscription's queue.
 type item[T any] struct {
 	frame []byte
 	ev    *sharedEvent
 	sub   *clientSub[T]
 	more  []*clientSub[T]
 	rep   *replayCursor[T]
+	conf  *clientSub[T]
 }
+
+// counted reports whether the entry counts toward the backlog: replays and
+// conflation tokens do not.
+func (it *item[T]) counted() bool { return it.rep == nil && it.conf == nil }
 
 type replayCursor[T any] struct {
 	sub    *clientSub[T]
@@ -36,7 +50,7 @@ type replayCursor[T any] struct {
 
 // push queues it at the back.
 func (q *outbox[T]) push(it item[T]) {
-	if it.rep == nil {
+	if it.counted() {
 		q.backlog++
 	}
 	q.items = append(q.items, it)
@@ -57,7 +71,7 @@ func (q *outbox[T]) empty() bool { return q.head == len(q.items) }
 
 // pop removes the oldest entry.
 func (q *outbox[T]) pop() {
-	if q.items[q.head].rep == nil {
+	if q.items[q.head].counted() {
 		q.backlog--
 	}
 	q.items[q.head] = item[T]{}
@@ -91,13 +105,16 @@ func (q *outbox[T]) release(cs *clientSub[T]) []*sharedEvent {
 	return held
 }
 
-// over reports whether the backlog is past limit.
-func (q *outbox[T]) over(limit int) bool { return q.backlog > limit }
+// over reports whether the backlog, or what the conflations hold, is past
+// limit.
+func (q *outbox[T]) over(limit int) bool { return q.backlog > limit || q.conflated > limit }
 
-// discard drops everything queued and held (the session is ending).
+// discard drops everything queued, held and conflated (the session is
+// ending).
 func (q *outbox[T]) discard(subs map[string]*clientSub[T]) {
 	for _, cs := range subs {
 		q.release(cs)
+		q.dropConflated(cs)
 	}
 	*q = outbox[T]{}
 }

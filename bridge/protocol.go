@@ -109,20 +109,6 @@ func appendHello(b []byte, session, epoch string, seq uint64) []byte {
 	return append(b, '}')
 }
 
-func appendSubscribed(b []byte, id, sub, epoch string, recovered bool, from uint64) []byte {
-	b = append(b, `{"op":"subscribed","id":`...)
-	b = appendString(b, id)
-	b = append(b, `,"sub":`...)
-	b = appendString(b, sub)
-	b = append(b, `,"epoch":`...)
-	b = appendString(b, epoch)
-	b = append(b, `,"recovered":`...)
-	b = strconv.AppendBool(b, recovered)
-	b = append(b, `,"from":`...)
-	b = strconv.AppendUint(b, from, 10)
-	return append(b, '}')
-}
-
 func appendUnsubscribed(b []byte, id, sub string) []byte {
 	b = append(b, `{"op":"unsubscribed","id":`...)
 	b = appendString(b, id)
@@ -197,6 +183,13 @@ func appendSubsHead(b []byte, first string, more []string) []byte {
 		b = appendString(b, s)
 	}
 	return append(b, "],"...)
+}
+
+// appendSkipped appends `"skipped":n,` (after a subs head).
+func appendSkipped(b []byte, n int) []byte {
+	b = append(b, `"skipped":`...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, ',')
 }
 
 const hexDigits = "0123456789abcdef"

@@ -89,7 +89,7 @@ func TestResumeOptions(t *testing.T) {
 		{"after retained", map[string]any{"after": map[string]any{"seq": 4}}, true, 4, []uint64{5, 6}},
 		{"after this epoch", map[string]any{"after": map[string]any{"epoch": b.Epoch(), "seq": 5}}, true, 5, []uint64{6}},
 		{"after evicted", map[string]any{"after": map[string]any{"seq": 1}}, false, 1, []uint64{4, 5, 6}},
-		{"after another epoch", map[string]any{"after": map[string]any{"epoch": other, "seq": 5}}, false, 0, []uint64{4, 5, 6}},
+		{"after another epoch", map[string]any{"after": map[string]any{"epoch": other, "seq": 5}}, false, 3, []uint64{4, 5, 6}},
 		{"after the future", map[string]any{"after": map[string]any{"seq": 99}}, false, busSeq, nil},
 		{"last 2", map[string]any{"last": 2}, true, 4, []uint64{5, 6}},
 		{"last 0", map[string]any{"last": 0}, true, busSeq, nil},

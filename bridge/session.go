@@ -14,6 +14,7 @@ import (
 const (
 	closeGoingAway    = 1001
 	closeTooBig       = 1009
+	closeTryLater     = 1013
 	closeResumeNeeded = 4000
 	closeAbuse        = 4001
 	closeExpired      = 4002
@@ -32,6 +33,7 @@ const (
 	endAbuse                      // the bad-frame budget is spent
 	endExpired                    // the identity's WithExpiry time came
 	endKicked                     // Bridge.Kick (which sends its own reason)
+	endTryLater                   // a bus on a shared log could not reach the client's position in time
 	endTooBig                     // a frame above the hard cap: gorilla sent 1009 itself (never passed to dieLocked)
 )
 
@@ -49,13 +51,15 @@ func (e ending) code() int {
 		return closeKicked
 	case endTooBig:
 		return closeTooBig
+	case endTryLater:
+		return closeTryLater
 	}
 	return 0
 }
 
 func (e ending) reason() string {
 	return [...]string{"", "going away", "bus closed", "resume needed", "too many bad frames",
-		"credentials expired", "kicked", "message too big"}[e]
+		"credentials expired", "kicked", "behind the shared log, try again later", "message too big"}[e]
 }
 
 // session is one client connection. Its output goes through one ordered
@@ -74,7 +78,8 @@ func (e ending) reason() string {
 //
 // Locks. The bridge has six: Bridge.mu (the registry of sessions),
 // Bridge.fanMu (the fanouts by pattern), fanout.mu (one fanout's
-// attachments), session.mu, dedup.mu and expiries.mu (the expiry heap).
+// attachments, and whether it was lost), session.mu, dedup.mu and
+// expiries.mu (the expiry heap).
 // Each is taken and released inside one function, and no function holds
 // one while taking another: there is no order between them because none
 // nests in another. Bridge.fanMu alone is held while calling into the bus
@@ -130,6 +135,7 @@ type clientSub[T any] struct {
 	pending  bool           // replay not yet queued: live events are held
 	held     []*sharedEvent // live events that arrived while pending (outbox.hold, release)
 	lastSent uint64         // newest seq queued for it: never queue one <= it
+	conf     *conflation    // made with conflate: its queued live events (the outbox's)
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
@@ -245,6 +251,10 @@ func (s *session[T]) connected(ms *melody.Session) {
 	s.ms = ms
 	br := s.br
 	br.stats.clients.Add(1)
+	if e := s.awaitEpoch(); e != noEnd { // a shared log not heard from yet
+		s.end(e)
+		return
+	}
 	s.send(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
 	e, drop := br.join(s)
 	if e == noEnd {
@@ -295,39 +305,58 @@ func (s *session[T]) sendLocked(frame []byte) step {
 }
 
 // deliver is the fanout's hand-off of one shared event to the subscriptions
-// of attachment a. It never waits for the client: it queues, or holds the
-// event for a subscription whose replay is being prepared, or cuts the
-// session off when its backlog is over the limit.
+// of attachment a. It never waits for the client: it queues (or conflates,
+// for a subscription made with conflate), or holds the event for a
+// subscription whose replay is being prepared, or cuts the session off when
+// its backlog is over the limit.
 func (s *session[T]) deliver(a *attachment[T], se *sharedEvent) {
 	var st step
+	var superseded uint64
 	s.mu.Lock()
 	if !s.dead { // decided here rather than in a deliverLocked: this is the hot path
-		var first *clientSub[T]
-		var more []*clientSub[T]
+		var first, conf *clientSub[T] // the first plain and the first conflating recipient
+		var more []*clientSub[T]      // the other plain ones
+		n := 0
 		for _, cs := range a.subs {
 			switch {
 			case cs.pending:
 				s.out.hold(cs, se)
-			case se.seq > cs.lastSent:
-				cs.lastSent = se.seq
-				if first == nil {
-					first = cs
-				} else {
-					more = append(more, cs)
-				}
+				continue
+			case se.seq <= cs.lastSent:
+				continue
+			}
+			cs.lastSent = se.seq
+			n++
+			switch {
+			case cs.conf == nil && first == nil:
+				first = cs
+			case cs.conf == nil:
+				more = append(more, cs)
+			case conf == nil:
+				conf = cs
+			default:
+				superseded += s.out.conflate(cs, se)
 			}
 		}
 		switch {
 		case s.out.over(s.br.cfg.maxBacklog):
 			st = s.cutLocked()
-		case first != nil && more == nil && !s.inflight && s.out.empty():
+		case n == 1 && !s.inflight && s.out.empty():
 			// Idle: write at once, sharing the frame with the other idle
 			// clients whose subscription has the same id.
+			if first == nil {
+				first = conf
+			}
 			frame, shared := se.frameFor(first.id)
 			s.inflight, s.inflightEvents, s.inflightShared = true, 1, shared
 			st = step{frame: frame}
-		case first != nil:
-			s.out.push(item[T]{ev: se, sub: first, more: more})
+		case n > 0:
+			if conf != nil {
+				superseded += s.out.conflate(conf, se)
+			}
+			if first != nil {
+				s.out.push(item[T]{ev: se, sub: first, more: more})
+			}
 			if !s.inflight { // else sent takes it
 				st = s.startLocked()
 			}
@@ -336,6 +365,9 @@ func (s *session[T]) deliver(a *attachment[T], se *sharedEvent) {
 		}
 	}
 	s.mu.Unlock()
+	if superseded > 0 {
+		s.br.stats.superseded.Add(superseded)
+	}
 	if !st.none() {
 		s.act(st)
 	}

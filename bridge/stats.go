@@ -41,6 +41,11 @@ type Stats struct {
 	// probes (plain GETs) are not counted.
 	HandshakesRefused map[string]uint64
 
+	// Superseded counts queued events of subscriptions made with conflate
+	// that a newer event of the same topic replaced while their client was
+	// behind (each counted in the skipped of a later one it got).
+	Superseded uint64
+
 	// Rejected counts the error frames sent, by code ("forbidden",
 	// "rate_limited", ...). Codes never sent are absent.
 	Rejected map[string]uint64
@@ -52,6 +57,7 @@ type counters struct {
 	published, deduplicated                        atomic.Uint64
 	slowDisconnects, abuseDisconnects, codecErrors atomic.Uint64
 	kicked, expired, revoked                       atomic.Uint64
+	superseded                                     atomic.Uint64
 	rejected                                       [numCodes]atomic.Uint64
 	handshakesRefused                              [numRefusals]atomic.Uint64 // by refusal; admitted unused
 }
@@ -77,6 +83,7 @@ func (br *Bridge[T]) Stats() Stats {
 		Expired:           st.expired.Load(),
 		Revoked:           st.revoked.Load(),
 		CodecErrors:       st.codecErrors.Load(),
+		Superseded:        st.superseded.Load(),
 		Rejected:          make(map[string]uint64),
 		HandshakesRefused: make(map[string]uint64, numRefusals-1),
 	}

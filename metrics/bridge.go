@@ -66,6 +66,8 @@ func NewBridgeCollector(br BridgeSource, opts ...Option) *BridgeCollector {
 		func(st bridge.Stats) float64 { return float64(st.CodecErrors) })
 	s.counter("subscriptions_revoked_total", "Client subscriptions ended by Reauthorize.",
 		func(st bridge.Stats) float64 { return float64(st.Revoked) })
+	s.counter("events_superseded_total", "Queued events of conflating subscriptions replaced by a newer one of their topic while the client was behind.",
+		func(st bridge.Stats) float64 { return float64(st.Superseded) })
 	c.disconnects = s.desc("disconnects_total",
 		"Connections the bridge closed, by reason: slow (close code 4000, backlog past WithMaxBacklog), "+
 			"abuse (4001, bad-frame budget spent), expired (4002, WithExpiry) or kicked (4003, Kick).",

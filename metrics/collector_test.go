@@ -52,9 +52,9 @@ func TestBridgeCollectorExportsEveryField(t *testing.T) {
 		FramesIn: 7, FramesOut: 11, EventsOut: 13,
 		Published: 17, Deduplicated: 19,
 		SlowDisconnects: 23, AbuseDisconnects: 29,
-		CodecErrors: 31,
-		Rejected:    map[string]uint64{"forbidden": 37, "rate_limited": 41},
-		Kicked:      43, Expired: 47, Revoked: 53,
+		CodecErrors: 31, Superseded: 73,
+		Rejected: map[string]uint64{"forbidden": 37, "rate_limited": 41},
+		Kicked:   43, Expired: 47, Revoked: 53,
 		HandshakesRefused: map[string]uint64{"unavailable": 59, "origin": 61, "authentication": 67, "expired": 71},
 	}
 	expect(t, gather(t, metrics.NewBridgeCollector(src)), map[string]sample{
@@ -69,6 +69,7 @@ func TestBridgeCollectorExportsEveryField(t *testing.T) {
 		`whalesong_bridge_disconnects_total{reason="slow"}`:                  counter(23),
 		`whalesong_bridge_disconnects_total{reason="abuse"}`:                 counter(29),
 		"whalesong_bridge_codec_errors_total":                                counter(31),
+		"whalesong_bridge_events_superseded_total":                           counter(73),
 		`whalesong_bridge_rejections_total{code="forbidden"}`:                counter(37),
 		`whalesong_bridge_rejections_total{code="rate_limited"}`:             counter(41),
 		`whalesong_bridge_disconnects_total{reason="kicked"}`:                counter(43),
@@ -99,8 +100,8 @@ func TestNamesPassLint(t *testing.T) {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}
 	}
-	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+19 {
-		t.Errorf("linted %d series, want all 27", n)
+	if n := testutil.CollectAndCount(bc) + testutil.CollectAndCount(br); n != 8+20 {
+		t.Errorf("linted %d series, want all 28", n)
 	}
 }
 

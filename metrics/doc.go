@@ -41,6 +41,7 @@
 //	whalesong_bridge_handshakes_refused_total     counter  bridge.Stats.HandshakesRefused; label reason: "unavailable",
 //	                                                       "origin", "authentication", "expired"
 //	whalesong_bridge_codec_errors_total           counter  bridge.Stats.CodecErrors
+//	whalesong_bridge_events_superseded_total      counter  bridge.Stats.Superseded
 //	whalesong_bridge_rejections_total             counter  bridge.Stats.Rejected; label code ("forbidden", ...)
 //
 // Every reason of whalesong_bridge_disconnects_total and of

@@ -1,10 +1,12 @@
 // whalesong chat: the page. It talks to the server only through the
 // whalesong client: one subscription for the room on screen (it starts with
-// the room's last 50 messages) and one live subscription to chat.* that
-// counts unread messages and discovers rooms other people open.
+// the room's last 50 messages), history pages of the room when the reader
+// scrolls to the top, and one live subscription to chat.* that counts
+// unread messages and discovers rooms other people open.
 import { connect } from "/whalesong.js";
 
-const HISTORY = 50; // messages shown when joining a room
+const HISTORY = 50; // messages shown when joining a room, and per page scrolled back
+const NEAR_TOP = 200; // px from the top of the scroller at which older messages load
 const MAX_SHOWN = 1000; // older messages leave the page
 const GROUP_MS = 5 * 60 * 1000; // one nick's lines within 5 minutes read as one block
 const MAX_TEXT = 1000;
@@ -27,6 +29,7 @@ const chat = {
   pendingBySeq: new Map(), // published, acknowledged, not yet on screen
   lastShown: null, // {nick, time} of the newest message, for grouping
   batch: null, // messages waiting to be appended at the end of this task
+  older: { loading: false, done: false }, // scrolling back through the room's history
 };
 
 // window.__chat is a small read-mostly hook for debugging and for the
@@ -35,7 +38,9 @@ const chat = {
 const hook = {
   state: "connecting",
   states: [],
-  gaps: [],
+  gaps: [], // the pattern of every gap
+  gapInfo: [], // every gap's info: {pattern, reason, after, before}
+  pages: 0, // history pages read while scrolling back
   errors: [],
   room: "",
   received: 0,
@@ -60,6 +65,8 @@ const hook = {
   send: (text) => send(text),
   /** Switches to a room as a click in the room list does. */
   join: (room) => join(room),
+  /** Whether scrolling back has reached the oldest message the server keeps. */
+  olderDone: () => chat.older.done,
 };
 window.__chat = hook;
 
@@ -105,17 +112,36 @@ function showState(state) {
   badge.textContent = label;
 }
 
-function onGap({ pattern }) {
+function onGap(info) {
+  const { pattern, reason, after, before } = info;
   hook.gaps.push(pattern);
+  hook.gapInfo.push({ pattern, reason, after, before });
   if (pattern !== `chat.${chat.room}`) return;
   hook.lastSeq = 0; // a new epoch numbers its events from 1 again
+  // What is above the marker belongs to the old sequence space: history
+  // pages of the new one cannot go there.
+  if (reason === "reset") chat.older.done = true;
   const li = document.createElement("li");
   li.className = "divider";
-  li.textContent = "some messages may be missing here";
+  li.dataset.reason = reason;
+  li.dataset.after = String(after);
+  li.dataset.before = String(before);
+  li.textContent = missingText(info);
   chat.lastShown = null;
   if (chat.batch) flushMessages(); // the divider goes after what came before the gap
   $("messages").append(li);
-  notice("Some messages of this room could not be recovered after the connection dropped.");
+  notice(reason === "reset"
+    ? "The server restarted: messages sent while this page was away may be missing."
+    : "Some messages of this room are no longer kept by the server: they may be missing.");
+}
+
+// missingText names what a gap may have lost, from its range: messages
+// with after < seq < before (seqs count every room's messages).
+function missingText({ reason, after, before }) {
+  if (reason === "reset") return `server restarted: messages after #${after} may be missing here`;
+  const first = after + 1, last = before - 1;
+  if (last <= first) return `message #${first} may be missing here`;
+  return `messages #${first} to #${last} may be missing here`;
 }
 
 function notice(text) {
@@ -140,6 +166,7 @@ function join(room) {
   addRoom(room, true);
   chat.shown.clear();
   chat.lastShown = null;
+  chat.older = { loading: false, done: false };
   if (chat.batch) chat.batch.items.replaceChildren();
   for (const li of chat.pendingBySeq.values()) li.remove();
   chat.pendingBySeq.clear();
@@ -226,14 +253,8 @@ function showMessage(ev) {
     chat.batch = { items: document.createDocumentFragment() };
     queueMicrotask(flushMessages);
   }
-  const nick = String(ev.data?.nick ?? "?").slice(0, 24) || "?";
-  const text = String(ev.data?.text ?? "").slice(0, MAX_TEXT);
-  const time = ev.time || new Date();
-  const li = messageItem(nick, text, time);
-  li.dataset.seq = String(ev.seq);
-  const prev = chat.lastShown;
-  if (prev && prev.nick === nick && time - prev.time < GROUP_MS) li.classList.add("cont");
-  chat.lastShown = { nick, time };
+  const li = eventItem(ev, chat.lastShown);
+  chat.lastShown = { nick: li.dataset.nick, time: Number(li.dataset.time) };
   chat.batch.items.append(li);
   chat.shown.add(ev.seq);
   chat.pendingBySeq.get(ev.seq)?.remove();
@@ -245,8 +266,83 @@ function flushMessages() {
   chat.batch = null;
   const list = $("messages");
   list.append(items);
-  while (list.childElementCount > MAX_SHOWN) list.firstElementChild.remove();
+  while (list.childElementCount > MAX_SHOWN) {
+    list.firstElementChild.remove();
+    chat.older.done = false; // what left the page can be scrolled back to
+  }
   $("empty").hidden = true;
+  loadOlderIfNearTop();
+}
+
+// ---- scrolling back ------------------------------------------------------
+
+// oldestShown is the seq of the oldest message on screen, 0 when none.
+function oldestShown() {
+  const li = $("messages").querySelector(".msg");
+  return li ? Number(li.dataset.seq) : 0;
+}
+
+function nearTop() {
+  const scroller = $("scroller");
+  const top = scroller.getBoundingClientRect().top;
+  return $("messages").getBoundingClientRect().top >= top - NEAR_TOP;
+}
+
+// loadOlderIfNearTop reads the page of the room's history before the
+// oldest message on screen once the reader is near the top, and again while
+// the screen is not full, until the server has nothing older.
+function loadOlderIfNearTop() {
+  const older = chat.older;
+  const before = oldestShown();
+  if (older.loading || older.done || !chat.client || !chat.sub || before <= 1 || !nearTop()) return;
+  older.loading = true;
+  const room = chat.room;
+  chat.client.history(`chat.${room}`, { before, limit: HISTORY }).then((page) => {
+    if (chat.older !== older) return; // another room meanwhile
+    older.loading = false;
+    hook.pages++;
+    prependMessages(page.events.filter((ev) => ev.seq < oldestShown() && !chat.shown.has(ev.seq)));
+    if (!page.more) older.done = true;
+    loadOlderIfNearTop();
+  }, (err) => {
+    if (chat.older !== older) return;
+    older.loading = false;
+    if (err.code === "epoch_changed") older.done = true; // a first page of the new stream is what the room shows
+    hook.errors.push(err.code || String(err.message));
+  });
+}
+
+// prependMessages puts older events (oldest first) above what is shown.
+function prependMessages(events) {
+  if (events.length === 0) return;
+  const items = document.createDocumentFragment();
+  let prev = null;
+  for (const ev of events) {
+    const li = eventItem(ev, prev);
+    prev = { nick: li.dataset.nick, time: Number(li.dataset.time) };
+    items.append(li);
+    chat.shown.add(ev.seq);
+  }
+  const list = $("messages");
+  const first = list.firstElementChild;
+  if (first?.classList.contains("msg")) {
+    const same = first.dataset.nick === prev.nick && Number(first.dataset.time) - prev.time < GROUP_MS;
+    first.classList.toggle("cont", same);
+  }
+  list.prepend(items);
+  $("empty").hidden = true;
+}
+
+// eventItem renders an event as a message, grouped with prev ({nick, time}
+// of the message before it) when the same nick wrote both within GROUP_MS.
+function eventItem(ev, prev) {
+  const nick = String(ev.data?.nick ?? "?").slice(0, 24) || "?";
+  const text = String(ev.data?.text ?? "").slice(0, MAX_TEXT);
+  const time = ev.time || new Date();
+  const li = messageItem(nick, text, time);
+  li.dataset.seq = String(ev.seq);
+  if (prev && prev.nick === nick && time - prev.time < GROUP_MS) li.classList.add("cont");
+  return li;
 }
 
 function messageItem(nick, text, time) {
@@ -356,6 +452,15 @@ function wire() {
     }
   });
   $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
+  let scrollQueued = false;
+  $("scroller").addEventListener("scroll", () => {
+    if (scrollQueued) return;
+    scrollQueued = true;
+    requestAnimationFrame(() => {
+      scrollQueued = false;
+      loadOlderIfNearTop();
+    });
+  }, { passive: true });
   $("change-nick").addEventListener("click", askNick);
   $("join").addEventListener("cancel", (e) => {
     if (!chat.client) e.preventDefault(); // no nick yet: nothing to go back to
