@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/whalesong/bus/internal/dedup"
 )
 
 // Event is one published event as subscribers and History see it.
@@ -79,7 +80,7 @@ type Bus[T any] struct {
 	retiring atomic.Int32       // len(retired), read without the lock
 
 	dedupOnce sync.Once
-	dedup     *dedup // PublishID in-process, made on first use
+	dedup     *dedup.Window // PublishID in-process, made on first use
 
 	shared *shared[T] // the shared Log, nil in-process
 
@@ -279,8 +280,8 @@ func (b *Bus[T]) PublishID(ctx context.Context, id, topic string, data T) (uint6
 	if b.shared != nil {
 		return b.publishShared(ctx, id, topic, data)
 	}
-	b.dedupOnce.Do(func() { b.dedup = newDedup(b.cfg.dedupSize, b.cfg.dedupAge) })
-	seq, _, err := b.dedup.do(ctx, id, topic, func() (uint64, error) { return b.Publish(ctx, topic, data) })
+	b.dedupOnce.Do(func() { b.dedup = dedup.New(b.cfg.dedupSize, b.cfg.dedupAge, ErrIDReused) })
+	seq, _, err := b.dedup.Do(ctx, id, topic, func() (uint64, error) { return b.Publish(ctx, topic, data) })
 	return seq, err
 }
 

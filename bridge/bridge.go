@@ -10,6 +10,7 @@ import (
 
 	"github.com/olahol/melody"
 	bus "github.com/whalesong/bus"
+	"github.com/whalesong/bus/internal/dedup"
 	"golang.org/x/time/rate"
 )
 
@@ -31,7 +32,7 @@ type Bridge[T any] struct {
 	bus   *bus.Bus[T]
 	cfg   config
 	m     *melody.Melody
-	dedup *dedup
+	dedup *dedup.Window
 	stats counters
 	hook  func(identity any, topic string, data T) (T, error) // WithPublishHook, checked by New
 
@@ -79,7 +80,7 @@ func New[T any](b *bus.Bus[T], opts ...Option) *Bridge[T] {
 	br.hook = publishHookOf[T](br.cfg.publishHook)
 	br.refusals.lim = rate.NewLimiter(logRate, logBurst)
 	br.ctx, br.cancel = context.WithCancel(context.Background())
-	br.dedup = newDedup(br.cfg.dedupSize, br.cfg.dedupAge)
+	br.dedup = dedup.New(br.cfg.dedupSize, br.cfg.dedupAge, bus.ErrIDReused)
 	br.m = br.newMelody()
 	br.watchBus()
 	if br.cfg.expiry != nil {

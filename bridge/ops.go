@@ -289,7 +289,7 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 	}
 	ctx, cancel := context.WithTimeout(br.ctx, br.cfg.publishTimeout)
 	defer cancel()
-	seq, dup, err := br.dedup.do(ctx, f.ID, f.Topic, func() (uint64, error) {
+	seq, dup, err := br.dedup.Do(ctx, f.ID, f.Topic, func() (uint64, error) {
 		out, err := br.runHook(s.ident, f.Topic, v)
 		if err != nil {
 			return 0, err
@@ -356,7 +356,7 @@ func busError(f *clientFrame, err error) *protoError {
 		return newProtoError(codeInvalidTopic, f, "%v", err)
 	case errors.Is(err, bus.ErrInvalidPattern):
 		return newProtoError(codeInvalidPattern, f, "%v", err)
-	case errors.Is(err, errIDReused), errors.Is(err, bus.ErrIDReused):
+	case errors.Is(err, bus.ErrIDReused):
 		return newProtoError(codeBadFrame, f, "pub: id %q: %v", f.ID, err)
 	case errors.Is(err, bus.ErrClosed), errors.Is(err, bus.ErrUncertain),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -1,4 +1,7 @@
-package bus
+// Package dedup is the publish-id window that Bus.PublishID and the
+// bridge share: it remembers the outcome of recent publishes by id, so that
+// a retry is published once and answered with the same seq.
+package dedup
 
 import (
 	"context"
@@ -6,22 +9,23 @@ import (
 	"time"
 )
 
-// dedup remembers the outcome of recent PublishID calls by their id, so
-// that a retry is published once and answered with the same seq. It holds at most size ids, each for at most
+// Window remembers the outcome of recent publishes by their id, so that a
+// retry (after a timeout, a reconnect, on any connection) is published once
+// and answered with the same seq. It holds at most size ids, each for at most
 // age; a duplicate that arrives while the first attempt is still running
 // waits for it. A failed attempt is forgotten so that a retry tries again.
-type dedup struct {
-	size int
-	age  time.Duration
-	now  func() time.Time
+type Window struct {
+	size   int
+	age    time.Duration
+	reused error
 
 	mu    sync.Mutex
-	byID  map[string]*dedupEntry
-	order []*dedupEntry // oldest first, from head
+	byID  map[string]*entry
+	order []*entry // oldest first, from head
 	head  int
 }
 
-type dedupEntry struct {
+type entry struct {
 	id, topic string
 	at        time.Time
 	done      chan struct{} // closed once seq and err are set
@@ -29,21 +33,23 @@ type dedupEntry struct {
 	err       error
 }
 
-func newDedup(size int, age time.Duration) *dedup {
-	return &dedup{size: size, age: age, now: time.Now, byID: make(map[string]*dedupEntry)}
+// New makes a window of at most size ids, each kept at most age; reused is
+// the error Do returns for an id seen before with another topic.
+func New(size int, age time.Duration, reused error) *Window {
+	return &Window{size: size, age: age, reused: reused, byID: make(map[string]*entry)}
 }
 
-// do runs publish once per id within the window. It returns the seq, whether
+// Do runs publish once per id within the window. It returns the seq, whether
 // the answer came from an earlier attempt, and the error. Waiting for a
 // concurrent first attempt ends with ctx.
-func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64, error)) (uint64, bool, error) {
+func (d *Window) Do(ctx context.Context, id, topic string, publish func() (uint64, error)) (uint64, bool, error) {
 	d.mu.Lock()
-	now := d.now()
+	now := time.Now()
 	d.evictLocked(now, 0)
 	if e := d.byID[id]; e != nil {
 		d.mu.Unlock()
 		if e.topic != topic {
-			return 0, true, ErrIDReused
+			return 0, true, d.reused
 		}
 		select {
 		case <-e.done:
@@ -53,7 +59,7 @@ func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64
 		}
 	}
 	d.evictLocked(now, 1)
-	e := &dedupEntry{id: id, topic: topic, at: now, done: make(chan struct{})}
+	e := &entry{id: id, topic: topic, at: now, done: make(chan struct{})}
 	d.byID[id] = e
 	d.order = append(d.order, e)
 	d.mu.Unlock()
@@ -72,7 +78,7 @@ func (d *dedup) do(ctx context.Context, id, topic string, publish func() (uint64
 
 // evictLocked forgets ids older than age, and the oldest ones until room
 // more fit within size.
-func (d *dedup) evictLocked(now time.Time, room int) {
+func (d *Window) evictLocked(now time.Time, room int) {
 	for d.head < len(d.order) {
 		e := d.order[d.head]
 		if d.len()+room <= d.size && now.Sub(e.at) < d.age {
@@ -94,12 +100,12 @@ func (d *dedup) evictLocked(now time.Time, room int) {
 
 // len is the number of ids in the order queue (failed ones included until
 // they reach its head).
-func (d *dedup) len() int { return len(d.order) - d.head }
+func (d *Window) len() int { return len(d.order) - d.head }
 
-// remembered returns how many ids the window holds.
-func (d *dedup) remembered() int {
+// Remembered returns how many ids the window holds.
+func (d *Window) Remembered() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.evictLocked(d.now(), 0)
+	d.evictLocked(time.Now(), 0)
 	return len(d.byID)
 }
