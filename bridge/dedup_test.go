@@ -33,4 +33,3 @@ func TestDedupWindowOverTheWire(t *testing.T) {
 		}
 	})
 }
-
