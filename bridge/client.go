@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -32,7 +33,11 @@ func loadAsset(name, contentType string) asset {
 // with Content-Type text/javascript; mount it at any path, e.g.
 // http.Handle("/whalesong.js", bridge.ClientJS()). A request whose path ends
 // in ".d.ts" gets the TypeScript declarations (application/typescript)
-// instead. Responses carry an ETag and ask caches to revalidate, so that a
+// instead, so that mounted at a directory, http.Handle("/whalesong/",
+// bridge.ClientJS()), it serves the module at /whalesong/whalesong.js and its
+// types next to it at /whalesong/whalesong.d.ts (the module's
+// X-TypeScript-Types header, and its @ts-self-types comment, name them
+// there). Responses carry an ETag and ask caches to revalidate, so that a
 // new build is picked up at once while unchanged files cost a 304.
 func ClientJS() http.Handler {
 	js := loadAsset("client/whalesong.js", "text/javascript; charset=utf-8")
@@ -44,10 +49,12 @@ func ClientJS() http.Handler {
 			return
 		}
 		a := &js
+		h := w.Header()
 		if strings.HasSuffix(r.URL.Path, ".d.ts") {
 			a = &dts
+		} else {
+			h.Set("X-TypeScript-Types", typesNextTo(r.URL.Path))
 		}
-		h := w.Header()
 		h.Set("Content-Type", a.contentType)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", a.etag)
@@ -62,6 +69,15 @@ func ClientJS() http.Handler {
 		}
 		_, _ = w.Write(a.body)
 	})
+}
+
+// typesNextTo names the declarations next to the module served at p:
+// "./x.d.ts" for ".../x.js", "./whalesong.d.ts" otherwise.
+func typesNextTo(p string) string {
+	if base := path.Base(p); strings.HasSuffix(base, ".js") {
+		return "./" + strings.TrimSuffix(base, ".js") + ".d.ts"
+	}
+	return "./whalesong.d.ts"
 }
 
 // etagMatch reports whether an If-None-Match header names etag (or "*").

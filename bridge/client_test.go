@@ -46,7 +46,20 @@ func TestClientJS(t *testing.T) {
 		}
 	}
 
+	for p, want := range map[string]string{"/whalesong/whalesong.js": "./whalesong.d.ts", "/js/client.js": "./client.d.ts", "/any": "./whalesong.d.ts"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+		if got := rec.Header().Get("X-TypeScript-Types"); got != want {
+			t.Errorf("GET %s: X-TypeScript-Types %q, want %q", p, got, want)
+		}
+	}
 	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/whalesong/whalesong.d.ts", nil))
+	if rec.Header().Get("X-TypeScript-Types") != "" || rec.Header().Get("Content-Type") != "application/typescript; charset=utf-8" {
+		t.Errorf("the declarations next to the module: %v", rec.Header())
+	}
+
+	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/whalesong.js", nil))
 	etag := rec.Header().Get("ETag")
 	req := httptest.NewRequest("GET", "/whalesong.js", nil)

@@ -1,3 +1,4 @@
+// @ts-self-types="./whalesong.d.ts"
 // whalesong.js: the browser client of a whalesong bridge (wire protocol v1,
 // bridge/PROTOCOL.md). One ES module, no dependencies, no build step. It runs
 // wherever a WebSocket global exists (browsers, Node 22, Node 20 with
