@@ -1,7 +1,9 @@
 // Package natstest runs embedded nats-server instances for natsbus's tests:
 // one server with JetStream on a temporary store and a random 127.0.0.1
 // port, restartable on the same store and port; a cluster of servers in
-// this process; and a TCP proxy that can be paused, cut and taken down.
+// this process; a TCP proxy that can be paused, cut and taken down; and a
+// TCP load balancer in front of several targets that sends each client's
+// next connection to another one and cuts connections at random.
 // Nothing here listens on anything but 127.0.0.1.
 package natstest
 
