@@ -255,6 +255,7 @@ func (b *Bus[T]) publishShared(ctx context.Context, id, topic string, data T) (u
 type seqWait struct {
 	seq   uint64
 	epoch uint64     // epochGen when it started
+	want  string     // WaitEpoch: the epoch waited for ("" for WaitSeq)
 	ch    chan error // buffered 1
 }
 
@@ -266,16 +267,44 @@ type seqWait struct {
 // 0) waits for that alone. An epoch change while waiting ends the wait with
 // an error wrapping ErrSlowConsumer.
 func (b *Bus[T]) WaitSeq(ctx context.Context, seq uint64) error {
+	return b.wait(ctx, seqWait{seq: seq})
+}
+
+// WaitEpoch waits until the bus is in epoch (Epoch() == epoch), ctx ends
+// (ctx.Err()) or the bus closes (ErrClosed): on a shared Log, a bus that
+// has not yet followed the log into a new epoch that a client already saw
+// elsewhere (see LogEpoch) can serve it once it has.
+func (b *Bus[T]) WaitEpoch(ctx context.Context, epoch string) error {
+	return b.wait(ctx, seqWait{want: epoch})
+}
+
+// LogEpoch returns the epoch the shared log is in now, asked of the log
+// itself when it can tell (a Log with an Epoch(ctx) method, as natsbus's
+// has): a bus may still be in the previous one for a moment after the log
+// was recreated. In-process, and for a log that cannot tell, it is Epoch().
+func (b *Bus[T]) LogEpoch(ctx context.Context) (string, error) {
+	if b.shared != nil {
+		if l, ok := b.shared.log.(interface {
+			Epoch(context.Context) (string, error)
+		}); ok {
+			return l.Epoch(ctx)
+		}
+	}
+	return b.Epoch(), nil
+}
+
+func (b *Bus[T]) wait(ctx context.Context, w seqWait) error {
 	b.waitMu.Lock()
 	if b.isClosed() {
 		b.waitMu.Unlock()
 		return ErrClosed
 	}
-	if b.reached(seq) {
+	if (w.want == "" && b.reached(w.seq)) || (w.want != "" && b.Epoch() == w.want) {
 		b.waitMu.Unlock()
 		return nil
 	}
-	w := seqWait{seq: seq, epoch: b.epochGen.Load(), ch: make(chan error, 1)}
+	w.epoch = b.epochGen.Load()
+	w.ch = make(chan error, 1)
 	b.waits = append(b.waits, w)
 	b.waiting.Add(1)
 	b.waitMu.Unlock()
@@ -318,6 +347,12 @@ func (b *Bus[T]) wakeWaits(err error) {
 		switch {
 		case err != nil:
 			w.ch <- err
+		case w.want != "":
+			if b.Epoch() != w.want {
+				kept = append(kept, w)
+				continue
+			}
+			w.ch <- nil
 		case w.epoch != gen:
 			w.ch <- errEpochChanged
 		case b.reached(w.seq):

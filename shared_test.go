@@ -449,6 +449,56 @@ func TestSharedWaitSeqAndClose(t *testing.T) {
 	}
 }
 
+// TestSharedWaitEpochAndLogEpoch: a node whose follower has not yet seen
+// the log recreated is still in the old epoch; LogEpoch asks the log and
+// names the new one, WaitEpoch returns once the node is in it, and ends
+// with ctx or Close otherwise. A bus that is not shared answers Epoch().
+func TestSharedWaitEpochAndLogEpoch(t *testing.T) {
+	l := memlog.New[int](0)
+	nodes := newNodes(t, l, 1)
+	c := nodes[0]
+	old := c.Epoch()
+	c.view.Stall(true)
+	l.Recreate()
+	now, err := c.LogEpoch(context.Background())
+	if err != nil || now == old || now != l.Epoch() {
+		t.Fatalf("LogEpoch = %q, %v; want the log's new %q (old %q)", now, err, l.Epoch(), old)
+	}
+	if c.Epoch() != old {
+		t.Fatalf("Epoch() = %q while stalled, want the old %q", c.Epoch(), old)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.WaitEpoch(short, now); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitEpoch while stalled: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.WaitEpoch(context.Background(), now) }()
+	c.view.Stall(false)
+	if err := <-done; err != nil || c.Epoch() != now {
+		t.Fatalf("WaitEpoch = %v, Epoch() = %q; want nil in %q", err, c.Epoch(), now)
+	}
+	if err := c.WaitEpoch(context.Background(), now); err != nil {
+		t.Fatalf("WaitEpoch in that epoch already: %v", err)
+	}
+	c.view.SetDown(true)
+	if _, err := c.LogEpoch(context.Background()); !errors.Is(err, memlog.ErrDown) {
+		t.Fatalf("LogEpoch through a view that is down: %v", err)
+	}
+	waiting := make(chan error, 1)
+	go func() { waiting <- c.WaitEpoch(context.Background(), "never") }()
+	c.Close()
+	if err := <-waiting; !errors.Is(err, bus.ErrClosed) {
+		t.Fatalf("WaitEpoch after Close: %v", err)
+	}
+
+	plain := bus.New[int]()
+	defer plain.Close()
+	if e, err := plain.LogEpoch(context.Background()); err != nil || e != plain.Epoch() {
+		t.Fatalf("LogEpoch in process = %q, %v; want %q", e, err, plain.Epoch())
+	}
+}
+
 // TestSharedLostEvent: an event the log holds but cannot hand over (it
 // does not decode) ends the subscriptions it would have reached and counts
 // as lost on its topic only.

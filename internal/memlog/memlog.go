@@ -135,7 +135,7 @@ func (l *Log[T]) follow(ctx context.Context, from bus.Position, apply func(bus.R
 		var vchanged chan struct{}
 		vdown := false
 		if v != nil {
-			vdown, vchanged = v.state()
+			_, vdown, vchanged = v.state()
 		}
 		l.mu.Lock()
 		down, changed := l.down || vdown, l.changed
@@ -172,17 +172,20 @@ func (l *Log[T]) follow(ctx context.Context, from bus.Position, apply func(bus.R
 type View[T any] struct {
 	l       *Log[T]
 	mu      sync.Mutex
-	down    bool
+	down    bool // guarded by mu
+	stalled bool // guarded by mu
 	changed chan struct{}
 }
 
 // View returns a new view of the log; give each bus its own.
 func (l *Log[T]) View() *View[T] { return &View[T]{l: l, changed: make(chan struct{})} }
 
-func (v *View[T]) state() (bool, chan struct{}) {
+// state says whether the view is down, whether its follower hands
+// nothing (down or stalled), and what changes when either does.
+func (v *View[T]) state() (down, blind bool, changed chan struct{}) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.down, v.changed
+	return v.down, v.down || v.stalled, v.changed
 }
 
 // SetDown cuts this view off (true: its appends fail, its follower sees
@@ -195,9 +198,29 @@ func (v *View[T]) SetDown(down bool) {
 	v.changed = make(chan struct{})
 }
 
+// Stall makes this view's follower hand nothing (true), as a follower
+// whose consumer lags does, while its appends and Epoch still reach the
+// log; false lets it catch up.
+func (v *View[T]) Stall(stalled bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.stalled = stalled
+	close(v.changed)
+	v.changed = make(chan struct{})
+}
+
+// Epoch asks the log for its epoch now, as natsbus's log asks the stream
+// (bus.LogEpoch): ErrDown while the view is down.
+func (v *View[T]) Epoch(ctx context.Context) (string, error) {
+	if down, _, _ := v.state(); down {
+		return "", ErrDown
+	}
+	return v.l.Epoch(), nil
+}
+
 // Append stores an event through this view (see bus.Log).
 func (v *View[T]) Append(ctx context.Context, id, topic string, data T) (uint64, error) {
-	if down, _ := v.state(); down {
+	if down, _, _ := v.state(); down {
 		return 0, ErrDown
 	}
 	return v.l.Append(ctx, id, topic, data)
