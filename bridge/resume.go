@@ -150,15 +150,41 @@ const (
 
 // awaitSeq waits, on a bus served by a shared log, until the bus has
 // reached seq in epoch ("" = the current one), at most resumeWait. A bus
-// that is not shared, or in another epoch, has nothing to wait for.
+// that is not shared has nothing to wait for. A client from another epoch
+// may have seen a log this node has not followed into yet (the stream was
+// recreated a moment ago): the node asks the log, and when it is behind,
+// first waits to be in the log's epoch, so that it never answers from a
+// stream that is gone.
 func (s *session[T]) awaitSeq(epoch string, seq uint64) awaited {
 	b := s.br.bus
-	if !b.Shared() || (epoch != "" && epoch != b.Epoch()) || seq <= b.Seq() {
+	if !b.Shared() || (epoch == b.Epoch() || epoch == "") && seq <= b.Seq() {
 		return reached
 	}
 	ctx, cancel := context.WithTimeout(s.br.ctx, resumeWait)
 	defer cancel()
-	err := b.WaitSeq(ctx, seq)
+	if epoch != "" && epoch != b.Epoch() {
+		if a := s.catchUpEpoch(ctx); a != reached || epoch != b.Epoch() {
+			return a // or reached in another epoch: answered as a reset
+		}
+	}
+	return s.awaited(b.WaitSeq(ctx, seq))
+}
+
+// catchUpEpoch waits until the bus is in the epoch its log is in now.
+func (s *session[T]) catchUpEpoch(ctx context.Context) awaited {
+	b := s.br.bus
+	now, err := b.LogEpoch(ctx)
+	if err == nil && now != b.Epoch() {
+		err = b.WaitEpoch(ctx, now)
+	}
+	if err != nil && !errors.Is(err, bus.ErrClosed) && s.br.ctx.Err() == nil {
+		return tooLate // cannot tell which stream the client saw: try later
+	}
+	return s.awaited(err)
+}
+
+// awaited says how a wait of the bus ended.
+func (s *session[T]) awaited(err error) awaited {
 	switch {
 	case err == nil, errors.Is(err, bus.ErrSlowConsumer): // reached, or a new epoch: answered as a reset
 		return reached

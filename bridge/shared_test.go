@@ -283,6 +283,71 @@ func TestRecreatedLogIsAReset(t *testing.T) {
 	})
 }
 
+// TestResumeFromANewEpochOnAStaleNode: the log was recreated, node A
+// follows it into the new epoch and serves a client there; node B has not
+// noticed yet (its follower lags). The client resumes on B with the new
+// epoch: B asks the log, waits until it is in that epoch too, and answers
+// exactly (recovered, nothing twice), never a reset from the old stream.
+func TestResumeFromANewEpochOnAStaleNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memlog.New[msg](0)
+		nodes := newNodes(t, l, 2, true)
+		a, b := nodes[0], nodes[1]
+		a.publish("feed", msg{Text: "old stream"})
+		b.reach(1)
+		old := b.bus.Epoch()
+		b.view.Stall(true)
+		l.Recreate()
+		synctest.Wait() // A's follower has applied the new epoch
+		cl := a.dial(t)
+		if cl.hello.Epoch == old {
+			t.Fatalf("A still in the old epoch %q", old)
+		}
+		cl.sub("s", "feed", nil)
+		seen := []uint64{a.publish("feed", msg{N: 1}), a.publish("feed", msg{N: 2})}
+		if got := seqsOf(cl.events(2)); !slices.Equal(got, seen) {
+			t.Fatalf("on A %v, want %v", got, seen)
+		}
+
+		cl2 := b.dial(t)
+		if cl2.hello.Epoch != old {
+			t.Fatalf("hello on B %+v, want the old epoch it still follows", cl2.hello)
+		}
+		cl2.send(map[string]any{"op": "sub", "id": "r", "sub": "s", "pattern": "feed", "after": map[string]any{"epoch": cl.hello.Epoch, "seq": seen[1]}})
+		synctest.Wait() // B's session waits for the new epoch
+		if n := serverFrames(b.ws.Last()); n != 1 {
+			t.Fatalf("B wrote %d frames while in the old epoch, want only hello", n)
+		}
+		more := a.publish("feed", msg{N: 3})
+		b.view.Stall(false)
+		ack := cl2.expect("subscribed")
+		if ack.Epoch != cl.hello.Epoch {
+			t.Fatalf("ack epoch %q, want the new %q", ack.Epoch, cl.hello.Epoch)
+		}
+		checkStart(t, ack, seqsOf(cl2.events(1)), wantStart{true, "", nil, seen[1], []uint64{more}})
+	})
+}
+
+// TestResumeFromANewEpochWhenTheLogIsUnreachable: a node in another epoch
+// than the client's that cannot ask the log which one is current cannot
+// tell a client from a stream it has not seen yet from one that is gone:
+// it closes with 1013 (try again later) and answers nothing.
+func TestResumeFromANewEpochWhenTheLogIsUnreachable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memlog.New[msg](0)
+		nodes := newNodes(t, l, 2, true)
+		a, b := nodes[0], nodes[1]
+		cl := b.dial(t)
+		b.view.SetDown(true)
+		l.Recreate()
+		seq := a.publish("feed", msg{})
+		cl.send(map[string]any{"op": "sub", "id": "r", "sub": "s", "pattern": "feed", "after": map[string]any{"epoch": a.bus.Epoch(), "seq": seq}})
+		if f, err := cl.tryRead(time.Minute); !isClose(err, closeTryLater) {
+			t.Fatalf("got %+v, %v; want close 1013", f, err)
+		}
+	})
+}
+
 // TestClientHopsBetweenNodes: three nodes on one log, a publisher on the
 // first; a client reconnects again and again, each time to the next node
 // (which may be behind the one it left), resuming from the last seq it

@@ -287,16 +287,32 @@ func TestGuarantee3RecreatedStreamIsANewEpoch(t *testing.T) {
 	publishIDs(t, a, 0, 10)
 	waitBusSeq(t, b, 10)
 	old := a.Epoch()
+	if e, err := a.LogEpoch(context.Background()); err != nil || e != old {
+		t.Fatalf("LogEpoch = %q, %v; want the bus's %q", e, err, old)
+	}
 	subA, _ := a.Subscribe(">")
 	subB, _ := b.Subscribe(">", bus.After(0))
 	js, _ := jetstream.New(cs[2])
 	if err := js.DeleteStream(context.Background(), defaultStream); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.LogEpoch(context.Background()); !errors.Is(err, ErrStream) {
+		t.Fatalf("LogEpoch with no stream: %v, want ErrStream", err)
+	}
 	c := newBus(t, cs[2]) // recreates it
 	defer c.Close()
 	if c.Epoch() == old {
 		t.Fatal("the recreated stream has the old epoch")
+	}
+	// The stream tells its new epoch at once, whether or not a running
+	// bus has followed it there yet; WaitEpoch waits until it has.
+	if e, err := a.LogEpoch(context.Background()); err != nil || e != c.Epoch() {
+		t.Fatalf("LogEpoch after the recreation = %q, %v; want %q", e, err, c.Epoch())
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitEpoch(wctx, c.Epoch()); err != nil || b.Epoch() != c.Epoch() {
+		t.Fatalf("WaitEpoch = %v, epoch %q; want %q", err, b.Epoch(), c.Epoch())
 	}
 	for _, sub := range []*bus.Subscription[int]{subA, subB} {
 		if err := ended(t, sub); !errors.Is(err, bus.ErrSlowConsumer) {

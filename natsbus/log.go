@@ -72,3 +72,16 @@ func (l *natsLog[T]) resumeID(from bus.Position) string {
 	}
 	return ""
 }
+
+// Epoch asks the stream which incarnation it is now (bus.LogEpoch): a
+// node's bus may still be in the previous one for a moment after the
+// stream was recreated, and a client that saw the new one elsewhere must
+// not be answered from the old. One stream info request; an error when the
+// stream cannot be reached or does not exist.
+func (l *natsLog[T]) Epoch(ctx context.Context) (string, error) {
+	info, err := streamInfo(ctx, l.js, l.cfg.stream)
+	if err != nil {
+		return "", fmt.Errorf("%w: stream %s: %w", ErrStream, quote(l.cfg.stream), err)
+	}
+	return epochOf(info), nil
+}
