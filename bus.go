@@ -202,11 +202,10 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 	var waited *Subscription[T] // the last subscriber this publish waited for
 	for {
 		now := b.clock.now() // outside the lock: clocks can be slow
-		seq, full, err := b.publishOnce(sh, topic, data, now, waited)
+		seq, full, queued, err := b.publishOnce(sh, topic, data, now, waited)
 		if full == nil {
 			return seq, err
 		}
-		queued := len(full.ch)
 		err = b.waitRoom(ctx, full, queued)
 		full.waiters.Add(-1)
 		if err != nil {
@@ -217,24 +216,26 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, data T) (uint64, err
 }
 
 // publishOnce commits the event, unless a matching Block subscriber is full:
-// then it returns that subscriber, counted as waited for.
-func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, waited *Subscription[T]) (uint64, *Subscription[T], error) {
+// then it returns that subscriber, counted as waited for, and how many
+// events its channel held when it was found full (see firstFull): read any
+// later, a reader ranging over C may already have emptied the channel, and
+// the publisher would wait for a shorter queue that never comes.
+func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, waited *Subscription[T]) (seq uint64, full *Subscription[T], queued int, err error) {
 	sh.mu.Lock()
 	if b.closed {
 		sh.mu.Unlock()
-		return 0, nil, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
+		return 0, nil, 0, fmt.Errorf("%w: publish to %s", ErrClosed, quoteClipped(topic))
 	}
 	r, err := b.route(sh, topic)
 	if err != nil {
 		sh.mu.Unlock()
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	if r.wide {
 		b.wide.Lock()
 	}
 	var ev Event[T]
-	full := firstFull(r.subs)
-	if full != nil {
+	if full, queued = firstFull(r.subs); full != nil {
 		full.waiters.Add(1)
 	} else {
 		ev, r.log = sh.hist.record(r.log, b.seq.Add(1), topic, data, now)
@@ -248,10 +249,10 @@ func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, 
 	}
 	sh.mu.Unlock()
 	if full != nil {
-		return 0, full, nil
+		return 0, full, queued, nil
 	}
 	b.afterCommit()
-	return ev.Seq, nil, nil
+	return ev.Seq, nil, 0, nil
 }
 
 // afterCommit does, outside the locks, what a commit left: waking WaitSeq
@@ -339,13 +340,19 @@ func (b *Bus[T]) forgetRoutes() {
 	}
 }
 
-func firstFull[T any](subs []*Subscription[T]) *Subscription[T] {
+// firstFull returns the first matching Block subscriber without room, and
+// the length of its channel then.
+func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 	for _, s := range subs {
+		// The length first: the reader takes events without the lock, so
+		// the channel only shrinks until the publisher looks again, and a
+		// length read before full() decides is at least the one it saw.
+		n := len(s.ch)
 		if !s.ended && s.full() { // an ended one lingers until reaped
-			return s
+			return s, n
 		}
 	}
-	return nil
+	return nil, 0
 }
 
 // commit queues a numbered and retained event to every matching

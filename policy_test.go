@@ -355,3 +355,39 @@ func TestReaderWakesWaitingPublisher(t *testing.T) {
 		t.Fatalf("queued %d, want 2", got)
 	}
 }
+
+// TestBlockRangeReaderNeverStrandsAPublisher: a reader ranging over C
+// cannot wake a waiting publisher, which looks at the channel's length
+// instead. A publisher that read that length after the reader had emptied
+// the channel waited for a shorter queue forever (found by a benchmark
+// that hung): with a buffer of 1 every publish races the reader, and each
+// must get through long before its generous deadline.
+func TestBlockRangeReaderNeverStrandsAPublisher(t *testing.T) {
+	b := newBus[int](t)
+	s := mustSubscribe(t, b, "a", WithBuffer(1))
+	n := 200_000
+	if testing.Short() {
+		n = 20_000
+	}
+	read := make(chan int)
+	go func() {
+		got := 0
+		for range s.C() {
+			if got++; got == n {
+				break
+			}
+		}
+		read <- got
+	}()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := b.Publish(ctx, "a", i)
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %d of %d: %v (queued %d)", i, n, err, len(s.ch))
+		}
+	}
+	if got := <-read; got != n {
+		t.Fatalf("read %d, want %d", got, n)
+	}
+}
