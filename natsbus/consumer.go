@@ -184,13 +184,12 @@ func (f *follower[T]) onConsumer(st *stage, m *nats.Msg) error {
 		return restartf("stream sequence %d after %d", d.stream, f.cursor)
 	}
 	if d.stream > st.upTo {
-		f.goLive(st)
+		f.enterLive(st) // the consumer's replica has everything up to upTo
 		return nil
 	}
 	f.take(d.stream, m, topicOf(m.Subject, f.l.prefix), time.Unix(0, d.time).UTC())
 	if d.pending == 0 {
-		f.goLive(st)
-		return nil
+		return f.goLive(st)
 	}
 	return c.p.more(c.nc)
 }
@@ -207,8 +206,7 @@ func (f *follower[T]) onStatus(st *stage, m *nats.Msg) error {
 		if ok && last > c.p.consumerSeq {
 			return restartf("the consumer delivered %d, received %d", last, c.p.consumerSeq)
 		}
-		f.goLive(st) // idle: the consumer has nothing left to deliver
-		return nil
+		return f.goLive(st) // idle: the consumer has nothing left to deliver
 	case code == "408" || code == "404" ||
 		code == "409" && m.Header.Get("Description") == "Message Size Exceeds MaxBytes":
 		n, ok := parseUint(m.Header.Get("Nats-Pending-Messages"))
@@ -222,11 +220,24 @@ func (f *follower[T]) onStatus(st *stage, m *nats.Msg) error {
 	}
 }
 
-// goLive ends the catch-up: the consumer delivered everything it had up to
-// upTo, so the seqs up to there that it did not deliver are deleted, and
-// the live copies hold everything after (they were subscribed before upTo
-// was read). A Caught mark tells the bus.
-func (f *follower[T]) goLive(st *stage) {
+// goLive ends the catch-up once the consumer says it has nothing left to
+// deliver. When it stopped short of upTo its replica may be lagging, so the
+// stream leader says first whether the seqs it did not deliver are deleted
+// (see stoppedShort); otherwise it read everything up to upTo.
+func (f *follower[T]) goLive(st *stage) error {
+	if st.upTo > f.cursor {
+		if done, err := f.stoppedShort(st); !done {
+			return err
+		}
+	}
+	f.enterLive(st)
+	return nil
+}
+
+// enterLive ends the catch-up: the seqs up to upTo that the consumer did
+// not deliver are deleted, and the live copies hold everything after (they
+// were subscribed before upTo was read). A Caught mark tells the bus.
+func (f *follower[T]) enterLive(st *stage) {
 	if st.upTo > f.cursor {
 		f.cursor, f.cursorID = st.upTo, ""
 	}

@@ -96,7 +96,16 @@
 // leader change) subscribes to the copies first, then reads what it lacks
 // with an ephemeral pull consumer of its own (unacknowledged, in memory,
 // one replica, idle heartbeats every second: a lost consumer is noticed in
-// about two seconds) and switches back to the copies. It checks the
+// about two seconds) and switches back to the copies. That consumer may be
+// on any replica of the stream, and a replica that has just restarted lacks
+// the newest events for a while: so when a consumer says it has nothing
+// more below the last seq the stream held, the node asks the stream leader
+// for the first message after its cursor (STREAM.MSG.GET, which in a
+// cluster only the leader answers, unlike a direct get) before it takes the
+// seqs it was not given for deleted. If the leader holds one up to there,
+// the node makes another consumer (waiting up to a second between tries
+// that make no progress); if not, those seqs are deleted (expired); with no
+// answer it starts over and takes nothing for deleted. It checks the
 // consumer's sequence for gaps, and reads the stream's info before and
 // after making a consumer and every second while live: a different epoch
 // means the stream was recreated, and the node announces it and reads the
@@ -151,9 +160,11 @@
 // returns); with R3 about 105 µs and 0.5 ms, within 10% of raw. Another
 // node's subscriber has the event about 36 µs (R1) or 125 µs (R3) after
 // Publish began. A node loads or catches up 400,000 to 700,000 events a
-// second, JSON decoding included. That is two to three orders of magnitude
-// above the in-process Publish: a shared bus is for events that must
-// survive a process, not for hot loops. A live node holds up to 65,536
-// copies while it catches up and reads up to 4,096 events ahead of what it
-// has applied.
+// second, JSON decoding included; a catch-up that ends below the stream's
+// last seq (its last events expired, or its consumer is on a lagging
+// replica) costs one request more, to the stream leader. That is two to
+// three orders of magnitude above the in-process Publish: a shared bus is
+// for events that must survive a process, not for hot loops. A live node
+// holds up to 65,536 copies while it catches up and reads up to 4,096
+// events ahead of what it has applied.
 package natsbus

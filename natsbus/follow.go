@@ -109,6 +109,13 @@ type stage struct {
 	upTo     uint64    // the consumer reads up to here; the live copies have what comes after
 	lastLive uint64    // the seq of the last live copy
 	received uint64    // messages of any kind, for progress
+
+	// A consumer that stopped short of upTo while the stream leader held
+	// more is replaced (stoppedShort); replacements that make no progress
+	// wait, doubling from retryMin to retryMax.
+	retried bool          // a consumer was replaced in this session
+	shortAt uint64        // the cursor at the last replacement
+	wait    time.Duration // the last wait
 }
 
 // loop reads the consumer while there is one, else the live copies, with a
@@ -118,18 +125,22 @@ func (f *follower[T]) loop(st *stage) (bool, error) {
 	tick := time.NewTicker(heartbeat / 2)
 	defer tick.Stop()
 	for {
-		if st.cons != nil && st.cons.pending == 0 {
-			f.goLive(st) // the consumer had nothing to deliver when it was made
-		}
-		var err error
-		if st.cons != nil {
-			err = f.catchUpStep(st, tick.C)
-		} else {
-			err = f.liveStep(st, tick.C)
-		}
-		if err != nil {
+		if err := f.step(st, tick.C); err != nil {
 			return st.received > 0, err
 		}
+	}
+}
+
+// step takes one message or tick, or ends a catch-up whose consumer had
+// nothing to deliver.
+func (f *follower[T]) step(st *stage, tick <-chan time.Time) error {
+	switch {
+	case st.cons != nil && st.cons.pending == 0:
+		return f.goLive(st) // the consumer had nothing to deliver when it was made
+	case st.cons != nil:
+		return f.catchUpStep(st, tick)
+	default:
+		return f.liveStep(st, tick)
 	}
 }
 

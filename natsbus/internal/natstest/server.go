@@ -34,11 +34,35 @@ type Server struct {
 // random 127.0.0.1 port; the test's cleanup shuts it down.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, func(*server.Options) {})
+}
+
+// StartWith is Start with the options changed by edit first (users and
+// their permissions, say).
+func StartWith(t testing.TB, edit func(*server.Options)) *Server {
+	t.Helper()
 	s := &Server{t: t, opts: baseOptions(t, "n0")}
+	edit(&s.opts)
 	s.Restart()
 	s.opts.Port = s.Addr().Port
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// Reload changes the options with edit and applies them to the running
+// server, as a configuration reload does (a restart keeps them). Call it
+// from the test's goroutine, like Restart.
+func (s *Server) Reload(edit func(*server.Options)) {
+	s.t.Helper()
+	edit(&s.opts)
+	o := s.opts
+	srv := s.Running()
+	if srv == nil {
+		s.t.Fatalf("natstest: reload server %s: it is down", o.ServerName)
+	}
+	if err := srv.ReloadOptions(&o); err != nil {
+		s.t.Fatalf("natstest: reload server %s: %v", o.ServerName, err)
+	}
 }
 
 func baseOptions(t testing.TB, name string) server.Options {
