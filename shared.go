@@ -299,14 +299,19 @@ func (b *Bus[T]) wait(ctx context.Context, w seqWait) error {
 		b.waitMu.Unlock()
 		return ErrClosed
 	}
+	// Counted as waiting before the bus is looked at: an apply stores its
+	// seq before it reads the count (afterCommit), so either it sees this
+	// wait and wakes it (under waitMu, once it is queued), or the check
+	// below sees its seq. Counted after, the wake-up could fall between.
+	b.waiting.Add(1)
+	w.epoch = b.epochGen.Load()
 	if (w.want == "" && b.reached(w.seq)) || (w.want != "" && b.Epoch() == w.want) {
+		b.waiting.Add(-1)
 		b.waitMu.Unlock()
 		return nil
 	}
-	w.epoch = b.epochGen.Load()
 	w.ch = make(chan error, 1)
 	b.waits = append(b.waits, w)
-	b.waiting.Add(1)
 	b.waitMu.Unlock()
 	select {
 	case err := <-w.ch:

@@ -499,6 +499,33 @@ func TestSharedWaitEpochAndLogEpoch(t *testing.T) {
 	}
 }
 
+// TestSharedWaitSeqRacesTheApply: a WaitSeq that starts while the
+// follower applies its seq must not miss the wake-up. It once counted
+// itself as waiting only after it had looked at the bus, so an apply in
+// between woke nobody, and every Publish on a shared log that lost this
+// race waited out its 5 s bound (seen as 5 s stalls in natsbus's
+// benchmark). Each wait here has 2 s, far more than an apply takes.
+func TestSharedWaitSeqRacesTheApply(t *testing.T) {
+	l := memlog.New[int](0)
+	c := newNodes(t, l, 1)[0]
+	n := 20_000
+	if testing.Short() {
+		n = 2_000
+	}
+	for i := range n {
+		seq, err := l.Append(context.Background(), "", "x", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = c.WaitSeq(ctx, seq)
+		cancel()
+		if err != nil {
+			t.Fatalf("WaitSeq(%d) after %d rounds: %v (the bus is at %d)", seq, i, err, c.Seq())
+		}
+	}
+}
+
 // TestSharedLostEvent: an event the log holds but cannot hand over (it
 // does not decode) ends the subscriptions it would have reached and counts
 // as lost on its topic only.
