@@ -15,7 +15,13 @@ type tailQueue[T any] struct {
 	free        int32 // first free slot, or -1
 	first, last int32 // the oldest and newest queued, or -1
 	n           int
-	threads     map[string]thread // by topic; Conflate only
+
+	// Conflate only: each topic's thread, by topic, as an index into an
+	// arena of threads that every slot also names, so that taking an event
+	// out needs no lookup by topic (unless its thread ends).
+	threads map[string]int32
+	arena   []thread
+	freeTh  int32 // first free thread (linked through first), or -1
 
 	// sentTopic is the topic of the live event last sent to the channel:
 	// of the event there, if one is.
@@ -26,6 +32,7 @@ type tailSlot[T any] struct {
 	ev         Event[T]
 	prev, next int32 // the queue, oldest to newest
 	same       int32 // the next newer queued event of the same topic
+	th         int32 // its topic's thread (Conflate)
 }
 
 // thread is the first and last slot of one topic's queued events.
@@ -34,9 +41,9 @@ type thread struct{ first, last int32 }
 const none int32 = -1
 
 func newTailQueue[T any](conflate bool) *tailQueue[T] {
-	q := &tailQueue[T]{free: none, first: none, last: none}
+	q := &tailQueue[T]{free: none, first: none, last: none, freeTh: none}
 	if conflate {
-		q.threads = make(map[string]thread)
+		q.threads = make(map[string]int32)
 	}
 	return q
 }
@@ -53,15 +60,27 @@ func (q *tailQueue[T]) push(ev Event[T]) {
 	q.last = i
 	q.n++
 	if q.threads != nil {
-		th, ok := q.threads[ev.Topic]
+		t, ok := q.threads[ev.Topic]
 		if ok {
-			q.slots[th.last].same = i
-			th.last = i
+			q.slots[q.arena[t].last].same = i
+			q.arena[t].last = i
 		} else {
-			th = thread{i, i}
+			t = q.newThread(i)
+			q.threads[ev.Topic] = t
 		}
-		q.threads[ev.Topic] = th
+		q.slots[i].th = t
 	}
+}
+
+// newThread starts a topic's thread at slot i.
+func (q *tailQueue[T]) newThread(i int32) int32 {
+	if t := q.freeTh; t != none {
+		q.freeTh = q.arena[t].first
+		q.arena[t] = thread{i, i}
+		return t
+	}
+	q.arena = append(q.arena, thread{i, i})
+	return int32(len(q.arena) - 1)
 }
 
 func (q *tailQueue[T]) alloc() int32 {
@@ -82,8 +101,8 @@ func (q *tailQueue[T]) pop() Event[T] { return q.remove(q.first) }
 
 // oldestOf returns the slot of the oldest queued event of topic, or none.
 func (q *tailQueue[T]) oldestOf(topic string) int32 {
-	if th, ok := q.threads[topic]; ok {
-		return th.first
+	if t, ok := q.threads[topic]; ok {
+		return q.arena[t].first
 	}
 	return none
 }
@@ -104,12 +123,12 @@ func (q *tailQueue[T]) remove(i int32) Event[T] {
 		q.last = s.prev
 	}
 	if q.threads != nil {
-		if s.same == none {
+		if t := s.th; s.same == none { // the topic's last queued event
 			delete(q.threads, ev.Topic)
+			q.arena[t] = thread{first: q.freeTh}
+			q.freeTh = t
 		} else {
-			th := q.threads[ev.Topic]
-			th.first = s.same
-			q.threads[ev.Topic] = th
+			q.arena[t].first = s.same
 		}
 	}
 	*s = tailSlot[T]{next: q.free}
