@@ -190,21 +190,18 @@ func (v *View[T]) state() (down, blind bool, changed chan struct{}) {
 
 // SetDown cuts this view off (true: its appends fail, its follower sees
 // nothing) or connects it again.
-func (v *View[T]) SetDown(down bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.down = down
-	close(v.changed)
-	v.changed = make(chan struct{})
-}
+func (v *View[T]) SetDown(down bool) { v.change(func() { v.down = down }) }
 
 // Stall makes this view's follower hand nothing (true), as a follower
 // whose consumer lags does, while its appends and Epoch still reach the
 // log; false lets it catch up.
-func (v *View[T]) Stall(stalled bool) {
+func (v *View[T]) Stall(stalled bool) { v.change(func() { v.stalled = stalled }) }
+
+// change applies set under mu and tells the view's follower.
+func (v *View[T]) change(set func()) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.stalled = stalled
+	set()
 	close(v.changed)
 	v.changed = make(chan struct{})
 }
