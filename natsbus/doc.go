@@ -132,7 +132,11 @@
 //     although it already returned an error). The connection stays yours:
 //     Bus.Close does not close it.
 //   - Replicas: WithReplicas(3) on a cluster of three servers or more
-//     survives the loss of one; R1 loses the stream with its server.
+//     survives the loss of one; R1 loses the stream with its server. While
+//     a lost server's roles are elected anew, publishes wait (the chaos
+//     run saw about 4 s when the killed server led both the stream and
+//     the meta group): give Publish a ctx with room for that, or retry an
+//     ErrUncertain with its publish id.
 //   - Durability: a JetStream ack is not an fsync. With R1 set
 //     "jetstream { sync_interval: always }" on the server (or accept that a
 //     power loss can lose the last acknowledged events, which natsbus then
@@ -152,15 +156,15 @@
 // # Cost
 //
 // Measured on loopback with the server embedded in the same process, 2
-// vCPU (BenchmarkPublish, BenchmarkDelivery, BenchmarkApply): with R1 a
-// Publish takes about 28 µs at the median and 100-120 µs at p99, against
-// 24 µs and 90-100 µs for a raw nats.go JetStream publish of the same bytes
-// with a message id in the same run (the difference is the codec, the
-// server's live copy and this node applying its own event before Publish
-// returns); with R3 about 105 µs and 0.5 ms, within 10% of raw. Another
-// node's subscriber has the event about 36 µs (R1) or 125 µs (R3) after
-// Publish began. A node loads or catches up 400,000 to 700,000 events a
-// second, JSON decoding included; a catch-up that ends below the stream's
+// vCPU (BenchmarkPublish, BenchmarkDelivery, BenchmarkApply; BENCHMARKS.md):
+// with R1 a Publish takes 28-32 µs at the median and 100-120 µs at p99,
+// against 24-26 µs and 90-120 µs for a raw nats.go JetStream publish of the
+// same bytes with a message id in the same run (1.17x-1.23x; the
+// difference is the codec, the server's live copy and this node applying
+// its own event before Publish returns); with R3 about 110-120 µs and
+// 0.5 ms, 1.1x raw. Another node's subscriber has the event about 40 µs
+// (R1) or 125-135 µs (R3) after Publish began. A node loads or catches up
+// 330,000 to 700,000 events a second, JSON decoding included; a catch-up that ends below the stream's
 // last seq (its last events expired, or its consumer is on a lagging
 // replica) costs one request more, to the stream leader. That is two to
 // three orders of magnitude above the in-process Publish: a shared bus is
