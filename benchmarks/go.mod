@@ -11,6 +11,7 @@ require (
 	github.com/centrifugal/centrifuge-go v0.12.1
 	github.com/cskr/pubsub/v2 v2.0.2
 	github.com/gorilla/websocket v1.5.4-0.20250319132907-e064f32e3674
+	github.com/olahol/melody v1.1.4
 	github.com/whalesong/bus v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	tailscale.com v1.102.5
@@ -29,7 +30,6 @@ require (
 	github.com/maypok86/otter/v2 v2.4.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/olahol/melody v1.1.4 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect

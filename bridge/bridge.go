@@ -97,10 +97,11 @@ func (br *Bridge[T]) newMelody() *melody.Melody {
 	m.Config.WriteWait = br.cfg.writeTimeout
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // ServeHTTP checked it
 	m.Upgrader.WriteBufferPool = &sync.Pool{}                         // idle connections hold no write buffer
+	m.Upgrader.ReadBufferSize = 0                                     // reads go through the HTTP server's reader, which the connection holds anyway
 	m.HandleConnect(func(ms *melody.Session) { sessionOf[T](ms).connected(ms) })
 	m.HandleDisconnect(func(ms *melody.Session) { sessionOf[T](ms).disconnected() })
-	m.HandleMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).handle(msg) })
-	m.HandleMessageBinary(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).handleBinary(msg) })
+	m.HandleMessage(func(ms *melody.Session, msg []byte) { onSideStack(func() { sessionOf[T](ms).handle(msg) }) })
+	m.HandleMessageBinary(func(ms *melody.Session, msg []byte) { onSideStack(func() { sessionOf[T](ms).handleBinary(msg) }) })
 	m.HandleSentMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).sent(msg) })
 	m.HandleError(func(ms *melody.Session, err error) { sessionOf[T](ms).failed(err) })
 	return m
@@ -163,7 +164,18 @@ type hijacker[T any] struct {
 }
 
 func (h hijacker[T]) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	var (
+		c   net.Conn
+		rw  *bufio.ReadWriter
+		err error
+	)
+	// Directly when it can: one frame less on the handshake's stack, which
+	// must stay within the 4 KB the read loop keeps (see onSideStack).
+	if hj, ok := h.ResponseWriter.(http.Hijacker); ok {
+		c, rw, err = hj.Hijack()
+	} else { // a wrapper that only Unwraps
+		c, rw, err = http.NewResponseController(h.ResponseWriter).Hijack()
+	}
 	if err == nil {
 		h.s.raw = c
 	}

@@ -90,9 +90,10 @@
 // Codec runs once per event, not per client). Each client only adds its
 // subscription ids. (Replayed events are encoded per client, lazily, a
 // frame at a time, as the client's socket takes them.) The shared bus
-// subscription uses the Block policy with a buffer of 128 events, and its
+// subscription uses the Block policy with a buffer of 48 events, and its
 // goroutine never waits for a client, so publishers wait only if that
-// goroutine itself is starved of CPU. Conflation keeps the shared encoding
+// goroutine itself is starved of CPU; events that wait in that buffer are
+// handed to each client together. Conflation keeps the shared encoding
 // (a superseded event is a dropped reference) and costs a map lookup per
 // event of a conflating subscription whose client is behind; an idle
 // client gets each event at once, whatever its subscriptions. A distinct pattern costs one bus

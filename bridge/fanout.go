@@ -157,28 +157,64 @@ func (f *fanout[T]) detach(a *attachment[T]) {
 // every session of the bridge with going-away; a subscription the bus ended
 // as slow (on a shared log: this node missed events of the log, or the log
 // was recreated) is lost (see lost).
+//
+// Events that are already waiting when it reads (it fell behind the
+// publishers) are taken together, up to maxFanBatch, and handed to each
+// session at once: one lock per session rather than one per event, and one
+// frame for them where the session was idle. Nothing waits for more: a lone
+// event goes on at once.
 func (f *fanout[T]) run() {
 	defer f.br.fanWG.Done()
-	ctx := context.Background()
+	batch := make([]*sharedEvent, 0, maxFanBatch)
 	for {
-		ev, err := f.sub.Next(ctx)
-		if err != nil {
-			switch {
-			case errors.Is(err, bus.ErrClosed):
-				f.br.busClosed()
-			case errors.Is(err, bus.ErrSlowConsumer):
-				f.lost()
+		ev, err := f.sub.Next(context.Background())
+		for err == nil {
+			batch = append(batch, f.br.encodeEvent(ev, nil))
+			if len(batch) == maxFanBatch {
+				break
 			}
+			ev, err = f.sub.Next(noWait) // only what is already there
+		}
+		if len(batch) > 0 {
+			f.deliver(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+		switch {
+		case err == nil, errors.Is(err, context.Canceled): // noWait found nothing more
+		case errors.Is(err, bus.ErrClosed):
+			f.br.busClosed()
+			return
+		case errors.Is(err, bus.ErrSlowConsumer):
+			f.lost()
+			return
+		default:
 			return
 		}
-		f.lastSeen.Store(ev.Seq)
-		se := f.br.encodeEvent(ev, nil)
-		for _, a := range *f.atts.Load() {
-			a.sess.deliver(a, se)
-		}
+	}
+}
+
+// deliver hands batch to every attached session.
+func (f *fanout[T]) deliver(batch []*sharedEvent) {
+	f.lastSeen.Store(batch[len(batch)-1].seq)
+	for _, a := range *f.atts.Load() {
+		a.sess.deliver(a, batch...)
+	}
+	for _, se := range batch {
 		se.frames = nil // melody holds the frames it still writes
 	}
 }
+
+// maxFanBatch bounds the events a fanout hands to its sessions at once.
+const maxFanBatch = 64
+
+// noWait is an ended context: Next with it returns an event already
+// queued, or context.Canceled at once.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // lost retires a fanout whose bus subscription ended with ErrSlowConsumer:
 // the events it did not get cannot be told apart from those it did, so

@@ -78,25 +78,47 @@ func (br *Bridge[T]) admit(r *http.Request) admission {
 // handshake would get, as JSON a page may read (PROTOCOL.md, "Refusals a
 // browser can see"); any other plain request gets 405.
 func (br *Bridge[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := br.newSession(w, r)
+	if s == nil {
+		return
+	}
+	defer br.conns.Done()
+	// The upgrader answers a bad handshake itself. This frame stays small:
+	// it is under the connection's read loop for the connection's life,
+	// whose stack must stay within 4 KB through the handshake (a stack
+	// that grew once does not shrink back: see onSideStack). Measured:
+	// with the checks inline here, and Hijack through a
+	// ResponseController, an idle connection's stacks took 12.4 KB
+	// instead of 8.3 KB.
+	_ = br.m.HandleRequestWithKeys(hijacker[T]{w, s}, r, map[string]any{sessionKey: s})
+}
+
+// newSession runs the checks before the upgrade and returns the session
+// of an admitted WebSocket request, which holds br.conns: the caller
+// releases it once the connection ends. Otherwise it answers the request
+// (a refusal, the probe's verdict, 405) and returns nil.
+func (br *Bridge[T]) newSession(w http.ResponseWriter, r *http.Request) (s *session[T]) {
 	probe := !wantsWebSocket(r)
 	if probe && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "a WebSocket endpoint", http.StatusMethodNotAllowed)
-		return
+		return nil
 	}
 	if !br.enter() {
 		br.refuse(w, r, probe, admission{refusal: refusedClosed})
-		return
+		return nil
 	}
-	defer br.conns.Done()
+	defer func() { // also when WithAuthenticate or the logger panics
+		if s == nil {
+			br.conns.Done()
+		}
+	}()
 	a := br.admit(r)
 	if probe || a.refusal != admitted {
 		br.refuse(w, r, probe, a)
-		return
+		return nil
 	}
-	s := &session[T]{br: br, id: uuid.NewString(), ident: a.ident, exp: expiryEntry{at: a.expires}}
-	// The upgrader answers a bad handshake itself.
-	_ = br.m.HandleRequestWithKeys(hijacker[T]{w, s}, r, map[string]any{sessionKey: s})
+	return &session[T]{br: br, id: uuid.NewString(), ident: a.ident, exp: expiryEntry{at: a.expires}}
 }
 
 // refuse answers a handshake that failed a check with its plain status and
