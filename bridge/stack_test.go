@@ -21,8 +21,12 @@ func TestReadLoopStackStaysSmall(t *testing.T) {
 		cl.sub("s", "chat.>", nil)
 	}
 	after := stackInuse()
-	if grown := (int64(after) - int64(before)) / n; grown > 1024 {
-		t.Errorf("a subscribe grew each connection's stacks by %d B, want none", grown)
+	// Run on the read loop, a subscribe leaves it 8 KB where it had 4 KB
+	// (more under the race detector). What else moves the total is a
+	// fraction of that: a writer that grew while writing the answer, a
+	// frame's goroutine not yet gone.
+	if grown := (int64(after) - int64(before)) / n; grown >= 4096 {
+		t.Errorf("a subscribe grew each connection's stacks by %d B, want far less than 4 KB", grown)
 	}
 }
 
