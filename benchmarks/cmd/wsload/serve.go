@@ -163,29 +163,29 @@ func (c *control) startProfile() error {
 		return nil
 	}
 	c.profiling = true
-	if c.flags.cpuProfile != "" {
-		f, err := os.Create(c.flags.cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			_ = f.Close()
-			return err
-		}
-		c.profFile = f
+	var err error
+	if c.profFile, err = startInto(c.flags.cpuProfile, pprof.StartCPUProfile); err != nil {
+		return err
 	}
-	if c.flags.traceFile != "" {
-		f, err := os.Create(c.flags.traceFile)
-		if err != nil {
-			return err
-		}
-		if err := trace.Start(f); err != nil {
-			_ = f.Close()
-			return err
-		}
-		c.traceOut = f
+	c.traceOut, err = startInto(c.flags.traceFile, trace.Start)
+	return err
+}
+
+// startInto creates the file at path and starts writing it with start; no
+// path, no file.
+func startInto(path string, start func(io.Writer) error) (*os.File, error) {
+	if path == "" {
+		return nil, nil
 	}
-	return nil
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (c *control) stopProfile(w http.ResponseWriter, _ *http.Request) {
