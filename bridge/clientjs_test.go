@@ -11,8 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -20,98 +18,18 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/whalesong/bus/internal/nodetest"
 )
-
-// errNodeVersion reports `node --version` output that names no major version.
-var errNodeVersion = errors.New("unreadable node version")
-
-// parseNodeMajor reads the major version from `node --version` ("v20.20.2").
-func parseNodeMajor(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	major, _, _ := strings.Cut(strings.TrimPrefix(s, "v"), ".")
-	n, err := strconv.Atoi(major)
-	if err != nil || !strings.HasPrefix(s, "v") || n <= 0 {
-		return 0, fmt.Errorf("%w: %q", errNodeVersion, s)
-	}
-	return n, nil
-}
-
-// nodeFlags are the flags Node needs for whalesong.js: a WebSocket global
-// (flagged before Node 22) and ES-module detection for a .js file outside
-// any package.json of type module (flagged before Node 22.7 / 20.19).
-func nodeFlags(major int) []string {
-	switch {
-	case major < 22:
-		return []string{"--experimental-websocket", "--experimental-detect-module"}
-	case major == 22:
-		return []string{"--experimental-detect-module"}
-	default:
-		return nil
-	}
-}
 
 // findNode returns node and its flags, or skips the test (fails it when
 // WHALESONG_NODE=required) where no usable node exists.
 func findNode(t *testing.T) (string, []string) {
 	t.Helper()
-	unusable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("WHALESONG_NODE") == "required" {
-			t.Fatalf("%s (WHALESONG_NODE=required)", msg)
-		}
-		t.Skipf("%s: skipping the JS client tests (set WHALESONG_NODE=required to fail instead)", msg)
-	}
-	path, err := exec.LookPath("node")
-	if err != nil {
-		unusable("node not found on PATH")
-	}
-	out, err := exec.Command(path, "--version").Output()
-	if err != nil {
-		unusable("node --version failed: %v", err)
-	}
-	major, err := parseNodeMajor(string(out))
-	if err != nil {
-		unusable("%v", err)
-	}
-	if major < 20 {
-		unusable("node %s is too old (20 or newer has a WebSocket)", strings.TrimSpace(string(out)))
-	}
-	return path, nodeFlags(major)
-}
-
-func TestParseNodeMajor(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    int
-		wantErr bool
-	}{
-		{"v20.20.2\n", 20, false},
-		{"v22.1.0", 22, false},
-		{"v24.0.0-nightly", 24, false},
-		{"20.1.0", 0, true},
-		{"vx.1", 0, true},
-		{"", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseNodeMajor(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseNodeMajor(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-		if err != nil && !errors.Is(err, errNodeVersion) {
-			t.Errorf("parseNodeMajor(%q) error %v does not wrap errNodeVersion", tt.in, err)
-		}
-	}
-	if got := nodeFlags(20); !slices.Contains(got, "--experimental-websocket") {
-		t.Errorf("nodeFlags(20) = %v, want --experimental-websocket", got)
-	}
-	if got := nodeFlags(24); len(got) != 0 {
-		t.Errorf("nodeFlags(24) = %v, want none", got)
-	}
+	return nodetest.Find(t, "the JS client tests")
 }
 
 var tapCount = regexp.MustCompile(`(?m)^# (pass|fail) (\d+)$`)

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,49 +15,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/whalesong/bus/bridge"
+	"github.com/whalesong/bus/internal/nodetest"
 )
 
-// findNode returns node and the flags whalesong.js needs under it (a
-// WebSocket global before Node 22), or skips the test where no usable node
-// exists: fails it instead when WHALESONG_NODE=required (as .ci/run sets),
-// like the bridge's JS client tests.
+// findNode returns node and the flags whalesong.js needs under it, or
+// skips the test where no usable node exists (fails it instead when
+// WHALESONG_NODE=required, as .ci/run sets).
 func findNode(t *testing.T) (string, []string) {
 	t.Helper()
-	unusable := func(format string, args ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("WHALESONG_NODE") == "required" {
-			t.Fatalf("%s (WHALESONG_NODE=required)", msg)
-		}
-		t.Skipf("%s: skipping the chaos run of the JS clients (set WHALESONG_NODE=required to fail instead)", msg)
-	}
-	path, err := exec.LookPath("node")
-	if err != nil {
-		unusable("node not found on PATH")
-	}
-	out, err := exec.Command(path, "--version").Output()
-	if err != nil {
-		unusable("node --version failed: %v", err)
-	}
-	v := strings.TrimSpace(string(out))
-	major, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(v, "v"), ".", 2)[0])
-	if err != nil || !strings.HasPrefix(v, "v") {
-		unusable("unreadable node version %q", v)
-	}
-	switch {
-	case major < 20:
-		unusable("node %s is too old (20 or newer has a WebSocket)", v)
-	case major < 22:
-		return path, []string{"--experimental-websocket"}
-	}
-	return path, nil
+	return nodetest.Find(t, "the chaos run of the JS clients")
 }
 
 // clientModule writes the client as bridge.ClientJS serves it to an .mjs
@@ -184,28 +154,10 @@ type jsScript struct {
 	t      *testing.T
 	stdin  io.WriteCloser
 	lines  chan []byte
-	stderr *syncBuffer
+	stderr *nodetest.SyncBuffer
 	done   chan struct{} // closed when node has exited; waitErr is set then
 	// waitErr is what cmd.Wait returned; read it only after done is closed.
 	waitErr error
-}
-
-// syncBuffer collects node's stderr, which the test reads while node runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // guarded by mu
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startClients runs the script with p; the test's cleanup ends node (it
@@ -234,7 +186,7 @@ func startClients(t *testing.T, p jsParams) *jsScript {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &jsScript{t: t, stdin: stdin, lines: make(chan []byte, 64), stderr: new(syncBuffer), done: make(chan struct{})}
+	s := &jsScript{t: t, stdin: stdin, lines: make(chan []byte, 64), stderr: new(nodetest.SyncBuffer), done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

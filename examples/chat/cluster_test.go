@@ -11,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whalesong/bus/internal/nodetest"
 )
 
 // supervisor is `chat -cluster` running in a child process (this test
@@ -22,11 +23,11 @@ import (
 type supervisor struct {
 	t     *testing.T
 	cmd   *exec.Cmd
-	lines chan string // its stdout, line by line; closed when it exits
-	logs  *syncBuffer // its stderr: the nodes' logs
-	store string      // the JetStream store, from its first line
-	nats  string      // the NATS URL
-	seen  []string    // every stdout line read so far
+	lines chan string          // its stdout, line by line; closed when it exits
+	logs  *nodetest.SyncBuffer // its stderr: the nodes' logs
+	store string               // the JetStream store, from its first line
+	nats  string               // the NATS URL
+	seen  []string             // every stdout line read so far
 }
 
 // startSupervisor runs chat with args and reads its first line (the NATS
@@ -36,7 +37,7 @@ func startSupervisor(t *testing.T, args ...string) *supervisor {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), envRunChat+"=1")
-	s := &supervisor{t: t, cmd: cmd, lines: make(chan string, 100), logs: &syncBuffer{}}
+	s := &supervisor{t: t, cmd: cmd, lines: make(chan string, 100), logs: &nodetest.SyncBuffer{}}
 	cmd.Stderr = s.logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -308,23 +309,4 @@ func TestClusterNodesDieWithTheSupervisor(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that exec's copying goroutine writes while
-// the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // guarded by mu
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
