@@ -95,14 +95,8 @@ func (s *session[T]) subscribe(f *clientFrame) *protoError {
 	if f.After != nil {
 		// On a shared log this node may be behind the position (another
 		// node served it): wait for it rather than answer it as lost.
-		switch s.awaitSeq(f.After.Epoch, *f.After.Seq) {
-		case tooLate:
-			s.end(endTryLater)
-			return nil
-		case stopping:
-			return nil
-		case busGone:
-			return busError(f, bus.ErrClosed)
+		if done, pe := s.awaitFor(f, f.After.Epoch, *f.After.Seq); done {
+			return pe
 		}
 	}
 	a, pe := s.attachment(f)

@@ -23,14 +23,8 @@ func (s *session[T]) history(f *clientFrame) *protoError {
 		return pe
 	}
 	if f.Before > 1 {
-		switch s.awaitSeq("", f.Before-1) {
-		case tooLate:
-			s.end(endTryLater)
-			return nil
-		case stopping:
-			return nil
-		case busGone:
-			return busError(f, bus.ErrClosed)
+		if done, pe := s.awaitFor(f, "", f.Before-1); done {
+			return pe
 		}
 	}
 	b := br.bus

@@ -170,6 +170,22 @@ func (s *session[T]) awaitSeq(epoch string, seq uint64) awaited {
 	return s.awaited(b.WaitSeq(ctx, seq))
 }
 
+// awaitFor is awaitSeq for frame f: done reports that f's handling ends
+// here, the connection closing with 1013 (too late), the bridge stopping,
+// or with pe to answer (the bus is closed).
+func (s *session[T]) awaitFor(f *clientFrame, epoch string, seq uint64) (done bool, pe *protoError) {
+	switch s.awaitSeq(epoch, seq) {
+	case tooLate:
+		s.end(endTryLater)
+		return true, nil
+	case stopping:
+		return true, nil
+	case busGone:
+		return true, busError(f, bus.ErrClosed)
+	}
+	return false, nil
+}
+
 // catchUpEpoch waits until the bus is in the epoch its log is in now.
 func (s *session[T]) catchUpEpoch(ctx context.Context) awaited {
 	b := s.br.bus
