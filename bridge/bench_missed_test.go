@@ -37,7 +37,7 @@ func BenchmarkSessionQueueConflate(b *testing.B) {
 				ev := bus.Event[msg]{Topic: fmt.Sprint("bench.", i%topics), Seq: uint64(i + 1), Time: time.Now(), Data: msg{Text: benchPad}}
 				events[i] = br.encodeEvent(ev, nil)
 			}
-			s.inflight = true
+			s.writing = true
 			b.ReportAllocs()
 			for b.Loop() {
 				if n := s.queueAndClaim(events[:]); n != topics {

@@ -388,7 +388,7 @@ func BenchmarkSessionQueue(b *testing.B) {
 	for i := range events {
 		events[i] = br.encodeEvent(bus.Event[msg]{Topic: "bench", Seq: uint64(i + 1), Time: time.Now(), Data: msg{Text: benchPad}}, nil)
 	}
-	s.inflight = true // a frame is in flight: deliveries queue
+	s.writing = true // the writer runs: deliveries queue
 	b.ReportAllocs()
 	for b.Loop() {
 		cs.lastSent = 0
@@ -396,9 +396,9 @@ func BenchmarkSessionQueue(b *testing.B) {
 			s.deliver(a, se)
 		}
 		s.mu.Lock()
-		s.inflight = false
+		s.writing = false
 		_, n := s.claimLocked()
-		s.inflight = true
+		s.writing = true
 		s.mu.Unlock()
 		if n != len(events) {
 			b.Fatalf("claimed %d events, want %d", n, len(events))

@@ -17,10 +17,10 @@ import (
 // sessionKey is the melody session key holding our *session.
 const sessionKey = "whalesong.session"
 
-// melodyBuffer is melody's per-session output channel. The bridge keeps at
-// most one frame of its own in it, plus at most one close frame, so it never
-// fills and melody never drops a message.
-const melodyBuffer = 8
+// melodyBuffer is melody's per-session output channel, which carries one
+// message at most: the session's close frame. The bridge writes every other
+// frame itself (writer.go), and melody's write loop otherwise only pings.
+const melodyBuffer = 1
 
 // Bridge serves the events of a bus.Bus to WebSocket clients and lets them
 // publish, over the protocol of PROTOCOL.md. Mount it as an http.Handler;
@@ -102,7 +102,6 @@ func (br *Bridge[T]) newMelody() *melody.Melody {
 	m.HandleDisconnect(func(ms *melody.Session) { sessionOf[T](ms).disconnected() })
 	m.HandleMessage(func(ms *melody.Session, msg []byte) { onSideStack(func() { sessionOf[T](ms).handle(msg) }) })
 	m.HandleMessageBinary(func(ms *melody.Session, msg []byte) { onSideStack(func() { sessionOf[T](ms).handleBinary(msg) }) })
-	m.HandleSentMessage(func(ms *melody.Session, msg []byte) { sessionOf[T](ms).sent(msg) })
 	m.HandleError(func(ms *melody.Session, err error) { sessionOf[T](ms).failed(err) })
 	return m
 }
@@ -155,9 +154,10 @@ func (br *Bridge[T]) liveLocked() []*session[T] {
 	return live
 }
 
-// hijacker is the ResponseWriter melody upgrades: it keeps the socket it
-// takes over in the session, so that Close can drop a client that does not
-// take its close frame in time.
+// hijacker is the ResponseWriter melody upgrades: it hands gorilla the
+// socket it takes over wrapped in the session's wire, which the session's
+// writer shares with gorilla (see wire.go), and through which Close can
+// drop a client that does not take its close frame in time.
 type hijacker[T any] struct {
 	http.ResponseWriter
 	s *session[T]
@@ -176,10 +176,11 @@ func (h hijacker[T]) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else { // a wrapper that only Unwraps
 		c, rw, err = http.NewResponseController(h.ResponseWriter).Hijack()
 	}
-	if err == nil {
-		h.s.raw = c
+	if err != nil {
+		return c, rw, err
 	}
-	return c, rw, err
+	h.s.wire = &wire{Conn: c}
+	return h.s.wire, rw, nil
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.

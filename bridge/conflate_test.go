@@ -35,7 +35,7 @@ func newQueueRig(t testing.TB, subs ...*clientSub[msg]) *queueRig {
 		s.subs[cs.id] = cs
 		a.subs = append(a.subs, cs)
 	}
-	s.inflight = true
+	s.writing = true
 	return &queueRig{t: t, br: br, s: s, a: a}
 }
 
@@ -55,9 +55,9 @@ func (r *queueRig) drain() []entry {
 	var out []entry
 	for {
 		r.s.mu.Lock()
-		r.s.inflight = false
+		r.s.writing = false
 		control, n := r.s.claimLocked()
-		r.s.inflight = true
+		r.s.writing = true
 		r.s.mu.Unlock()
 		if control != nil {
 			r.t.Fatalf("control frame %s in the queue", control)
@@ -65,7 +65,7 @@ func (r *queueRig) drain() []entry {
 		if n == 0 {
 			return out
 		}
-		b := r.s.buildEvents()
+		b := r.s.buildEvents()[headroom:]
 		var f frame
 		if err := json.Unmarshal(b, &f); err != nil {
 			r.t.Fatalf("frame %s: %v", b, err)
@@ -204,9 +204,9 @@ func (s *session[T]) queueAndClaim(events []*sharedEvent) int {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inflight = false
+	s.writing = false
 	_, n := s.claimLocked()
-	s.inflight = true
+	s.writing = true
 	return n
 }
 

@@ -98,11 +98,13 @@
 // event of a conflating subscription whose client is behind; an idle
 // client gets each event at once, whatever its subscriptions. A distinct pattern costs one bus
 // subscription and one goroutine, whatever the number of its clients; many
-// per-user patterns cost one each. A connection costs melody's two goroutines and no more;
-// an idle one holds no write buffer. While a frame is being written to a
-// client, further events for it queue and leave together in one frame, so a
-// busy client costs one socket write per batch, while an idle one gets each
-// event at once.
+// per-user patterns cost one each. An idle connection costs melody's two
+// goroutines and no more, and holds no write buffer: a connection's frames
+// are written by a writer goroutine of its own that runs only while there
+// is something to send, and takes everything queued by the time it runs
+// into one frame. So events that arrive while it waits for the CPU or the
+// socket leave together: a busy client costs one socket write per batch,
+// while an idle one gets each event at once.
 //
 // # Security
 //

@@ -18,44 +18,6 @@ type sharedEvent struct {
 	seq   uint64
 	topic string // the key of a conflation
 	tail  []byte
-
-	// frames caches whole one-event frames by subscription id, for idle
-	// sessions: the many clients that name their subscription alike share
-	// one frame. Only the fanout goroutine touches it, while it delivers.
-	frames []sharedFrame
-}
-
-type sharedFrame struct {
-	sub   string
-	frame []byte
-}
-
-// maxSharedFrames bounds the frames cached per event.
-const maxSharedFrames = 8
-
-// frameFor returns the one-event frame for subscription id sub, shared
-// (never pooled, never written to) when cached, or a pooled one.
-func (se *sharedEvent) frameFor(sub string) (frame []byte, shared bool) {
-	for _, f := range se.frames {
-		if f.sub == sub {
-			return f.frame, true
-		}
-	}
-	shared = len(se.frames) < maxSharedFrames
-	var b []byte
-	if shared {
-		b = make([]byte, 0, len(eventsOpen)+len(sub)+len(se.tail)+16)
-	} else {
-		b = getBuf()
-	}
-	b = append(b, eventsOpen...)
-	b = appendSubsHead(b, sub, nil)
-	b = append(b, se.tail...)
-	b = append(b, eventsClose...)
-	if shared {
-		se.frames = append(se.frames, sharedFrame{sub, b})
-	}
-	return b, shared
 }
 
 // fanout is the one bus subscription that all sessions subscribing to the
@@ -160,9 +122,8 @@ func (f *fanout[T]) detach(a *attachment[T]) {
 //
 // Events that are already waiting when it reads (it fell behind the
 // publishers) are taken together, up to maxFanBatch, and handed to each
-// session at once: one lock per session rather than one per event, and one
-// frame for them where the session was idle. Nothing waits for more: a lone
-// event goes on at once.
+// session at once: one lock per session rather than one per event. Nothing
+// waits for more: a lone event goes on at once.
 func (f *fanout[T]) run() {
 	defer f.br.fanWG.Done()
 	batch := make([]*sharedEvent, 0, maxFanBatch)
@@ -199,9 +160,6 @@ func (f *fanout[T]) deliver(batch []*sharedEvent) {
 	f.lastSeen.Store(batch[len(batch)-1].seq)
 	for _, a := range *f.atts.Load() {
 		a.sess.deliver(a, batch...)
-	}
-	for _, se := range batch {
-		se.frames = nil // melody holds the frames it still writes
 	}
 }
 

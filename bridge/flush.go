@@ -19,23 +19,6 @@ type claim struct {
 	more []string
 }
 
-// startLocked starts writing the head of the queue unless a frame is
-// already in flight: it claims the next frame's worth and returns the step
-// that writes it. The events frame is built after mu is released; the
-// in-flight flag keeps flushes one at a time, so claims is the flusher's
-// alone meanwhile.
-func (s *session[T]) startLocked() step {
-	if s.inflight || s.dead {
-		return step{}
-	}
-	frame, events := s.claimLocked()
-	if frame == nil && events == 0 {
-		return step{}
-	}
-	s.inflight, s.inflightEvents = true, events
-	return step{frame: frame, build: frame == nil}
-}
-
 // claimLocked takes the next frame's worth off the queue: one control frame,
 // or a run of events (live and replayed) up to the batch limits. Entries of
 // subscriptions closed meanwhile are skipped, so nothing follows an
@@ -115,10 +98,10 @@ func (s *session[T]) claimReplay(cur *replayCursor[T], limit int) int {
 	return k
 }
 
-// buildEvents encodes the claimed entries as one events frame. It runs
-// outside mu, on the one flush in flight.
+// buildEvents encodes the claimed entries as one events frame, behind the
+// headroom of its header. It runs outside mu, on the writer.
 func (s *session[T]) buildEvents() []byte {
-	b := append(getBuf(), eventsOpen...)
+	b := append(append(getBuf(), zeroHead[:]...), eventsOpen...)
 	n := 0
 	for i := range s.claims {
 		c := &s.claims[i]

@@ -3,8 +3,6 @@ package bridge
 import (
 	"strings"
 	"unicode/utf8"
-
-	"github.com/olahol/melody"
 )
 
 // maxCloseReason is the most a close frame's reason can carry: a control
@@ -41,15 +39,26 @@ func (br *Bridge[T]) Kick(match func(identity any) bool, reason string) int {
 // ending; it reports whether this call closed it.
 func (s *session[T]) kick(reason string) bool {
 	s.mu.Lock()
-	st := s.dieLocked(endKicked)
+	st := s.kickLocked(reason)
 	s.mu.Unlock()
 	if st.end == noEnd {
 		return false
 	}
 	s.br.stats.kicked.Add(1)
 	s.logKicked(reason)
-	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(closeKicked, reason))
+	s.act(st)
 	return true
+}
+
+// kickLocked ends the session with 4003 and reason, unless it is already
+// ending. The reason is set only while the session lives, so the writer,
+// which takes the close frame once it is dead, reads it without mu.
+func (s *session[T]) kickLocked(reason string) step {
+	if s.dead {
+		return step{}
+	}
+	s.kickReason = reason
+	return s.dieLocked(endKicked)
 }
 
 // live returns the sessions of the registry now.

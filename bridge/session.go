@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 
@@ -63,39 +61,38 @@ func (e ending) reason() string {
 }
 
 // session is one client connection. Its output goes through one ordered
-// queue (its outbox); at most one frame of it is inside melody at any time
-// (inflight), so melody's own buffer never fills and never drops silently,
-// and whatever queues up meanwhile leaves as one batched frame. The queue is
-// bounded by the backlog limit: past it the session is cut off with 4000.
+// queue (its outbox), which the session's own writer drains onto the socket
+// (see writer.go): whatever queued up while it wrote leaves as one batched
+// frame. The queue is bounded by the backlog limit: past it the session is
+// cut off with 4000.
 //
 // Goroutines: melody's read loop (ServeHTTP's goroutine) runs every client
 // request and alone touches the fields marked "read loop"; fanout goroutines
-// call deliver; melody's write loop calls sent and failed; Close and the bus
-// watch call end and drop; the expiry goroutine calls end; Kick and
-// Reauthorize, on their caller's goroutine, call kick and revoke (which
-// hands attachments it empties to the read loop: see reap). The rest is
-// guarded by mu.
+// call deliver; the writer, while it runs, writes (and calls failed when a
+// write fails); Close and the bus watch call end and drop; the expiry
+// goroutine calls end; Kick and Reauthorize, on their caller's goroutine,
+// call kick and revoke (which hands attachments it empties to the read
+// loop: see reap). The rest is guarded by mu.
 //
-// Locks. The bridge has six: Bridge.mu (the registry of sessions),
+// Locks. The bridge has seven: Bridge.mu (the registry of sessions),
 // Bridge.fanMu (the fanouts by pattern), fanout.mu (one fanout's
-// attachments, and whether it was lost), session.mu, dedup.mu and
-// expiries.mu (the expiry heap).
+// attachments, and whether it was lost), session.mu, wire.mu (one write on
+// the socket), dedup.mu and expiries.mu (the expiry heap).
 // Each is taken and released inside one function, and no function holds
 // one while taking another: there is no order between them because none
 // nests in another. Bridge.fanMu alone is held while calling into the bus
 // (Subscribe and Subscription.Close of a fanout), whose own locks nest
-// inside it. No lock is held while calling melody (its Write and
-// CloseWithMsg may call back into failed at once), user code
-// (WithAuthenticate, WithAuthorize, WithPublishHook, WithExpiry, the
-// WithLogger handler, the match functions of Kick and Reauthorize, the
-// Codec) or anything that waits on the bus or a client. So a function that
-// must write or close once mu is released decides under mu (itself, or in
-// a part named ...Locked that returns a step) and acts on that step after
-// unlocking.
+// inside it. No lock but wire.mu is held while writing to the socket, and
+// none while calling melody, user code (WithAuthenticate, WithAuthorize,
+// WithPublishHook, WithExpiry, the WithLogger handler, the match functions
+// of Kick and Reauthorize, the Codec) or anything that waits on the bus or
+// a client. So a function that must start the writer or report a cut-off
+// once mu is released decides under mu (itself, or in a part named
+// ...Locked that returns a step) and acts on that step after unlocking.
 type session[T any] struct {
 	br    *Bridge[T]
 	ms    *melody.Session // set by connected, before any other goroutine sees the session
-	raw   net.Conn        // the hijacked socket: Close drops it past the write timeout
+	wire  *wire           // the hijacked socket: set by the handshake, before connected
 	id    string
 	ident any
 	exp   expiryEntry // its place in the bridge's expiry heap (see expiry.go)
@@ -107,19 +104,22 @@ type session[T any] struct {
 	badLim   *rate.Limiter             // made on first bad frame
 	log      *connLog                  // WithLogger only: see logging.go
 
-	// the one flush in flight: written under mu by startLocked, then read
-	// and reset outside it by buildEvents while inflight holds the others off
+	// the writer's: claimed under mu by claimLocked, then encoded outside
+	// it by buildEvents, while writing keeps other writers from starting
 	claims     []claim
 	claimSlack int // drains in a row that used under a quarter of claims
 
-	mu             sync.Mutex
-	dead           bool                     // mu: closing or closed; nothing more is queued
-	gone           farewell                 // mu: how the connection ended, for the log (logging.go)
-	subs           map[string]*clientSub[T] // mu: by client sub id
-	out            outbox[T]                // mu: the queue and its backlog
-	inflight       bool                     // mu: a frame of ours is in melody
-	inflightEvents int                      // mu: events in that frame
-	inflightShared bool                     // mu: that frame is shared with other sessions: not pooled
+	writer sync.WaitGroup // the writer goroutine, while it runs (Add under mu, while not dead)
+
+	mu         sync.Mutex
+	dead       bool                     // mu: closing or closed; nothing more is queued
+	gone       farewell                 // mu: how the connection ended, for the log (logging.go)
+	subs       map[string]*clientSub[T] // mu: by client sub id
+	out        outbox[T]                // mu: the queue and its backlog
+	writing    bool                     // mu: the writer runs
+	hello      []byte                   // mu: the hello, until the writer takes it: always the first frame
+	closing    ending                   // mu: the close frame the writer sends next (then none)
+	kickReason string                   // mu, while not dead: the reason of that close frame, for endKicked
 
 	// chores is work that Reauthorize hands to the read loop (choreReap,
 	// choreRecheck: see reauthorize.go), done at its next frame.
@@ -149,31 +149,30 @@ func putBuf(b []byte) {
 }
 
 // step is what a session does once mu is released, as decided under it:
-// write a frame (building the events frame of the claims first, if build),
-// or send the close frame of the one call that ended the session. The zero
-// step does nothing.
+// start the writer, or count and log the cut-off of the one call that
+// ended the session (the writer, started too, sends its close frame). The
+// zero step does nothing.
 type step struct {
-	frame []byte
-	build bool
+	start bool
 	end   ending
 }
 
 // none reports whether st does nothing (the common case, checked before
 // calling act on the delivery path).
-func (st *step) none() bool { return st.end == noEnd && !st.build && st.frame == nil }
+func (st *step) none() bool { return !st.start && st.end == noEnd }
 
 // act carries out st. Called without mu.
 func (s *session[T]) act(st step) {
-	switch {
-	case st.end != noEnd:
-		s.closeFrame(st.end)
-	case st.build || st.frame != nil:
-		s.write(st)
+	if st.end != noEnd {
+		s.ended(st.end)
+	}
+	if st.start {
+		go s.flush()
 	}
 }
 
-// closeFrame sends e's close frame, counting cut-offs.
-func (s *session[T]) closeFrame(e ending) {
+// ended counts and logs the cut-offs among the ways a session ends.
+func (s *session[T]) ended(e ending) {
 	switch e {
 	case endResumeNeeded:
 		s.br.stats.slowDisconnects.Add(1)
@@ -184,24 +183,13 @@ func (s *session[T]) closeFrame(e ending) {
 	case endExpired:
 		s.br.stats.expired.Add(1)
 	}
-	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(e.code(), e.reason()))
-}
-
-// write hands the step's frame to melody, building it first if asked.
-func (s *session[T]) write(st step) {
-	frame := st.frame
-	if st.build {
-		frame = s.buildEvents()
-	}
-	if s.ms.Write(frame) != nil { // the connection is closing
-		s.failed(melody.ErrSessionClosed)
-	}
 }
 
 // dieLocked marks the session dead and releases everything it queued. Only
-// the call that kills it gets a step that sends e's close frame (noEnd:
-// none, the connection is ending anyway), so a session sends at most one:
-// melody's buffer of 8 must never drop the one that ends the stream.
+// the call that kills it gets a step with e (noEnd: none, the connection is
+// ending anyway), and has the writer send e's close frame, so a session
+// sends at most one, after the frame being written if any, and nothing
+// after it.
 func (s *session[T]) dieLocked(e ending) step {
 	if s.dead {
 		return step{}
@@ -209,11 +197,14 @@ func (s *session[T]) dieLocked(e ending) step {
 	s.dead = true
 	s.out.discard(s.subs)
 	s.gone.server(e)
-	return step{end: e}
+	s.closing = e
+	st := s.startLocked()
+	st.end = e
+	return st
 }
 
 // nextLocked cuts the session off if its backlog is over the limit, or
-// else starts a write if none is in flight.
+// else starts the writer if it is not running.
 func (s *session[T]) nextLocked() step {
 	if s.out.over(s.br.cfg.maxBacklog) {
 		return s.cutLocked()
@@ -237,10 +228,11 @@ func (s *session[T]) end(e ending) bool {
 	return st.end != noEnd
 }
 
-// drop closes the socket under melody: both of its loops end at once.
+// drop closes the socket under melody: its read loop ends at once, and a
+// write that blocks fails.
 func (s *session[T]) drop() {
-	if s.raw != nil {
-		_ = s.raw.Close()
+	if s.wire != nil {
+		_ = s.wire.Close()
 	}
 }
 
@@ -255,8 +247,9 @@ func (s *session[T]) connected(ms *melody.Session) {
 		s.end(e)
 		return
 	}
-	s.send(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
+	s.greet(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
 	e, drop := br.join(s)
+	s.wake() // the hello leaves once the session is live: Kick, Close and the rest find it
 	if e == noEnd {
 		s.joined()
 		return
@@ -271,13 +264,15 @@ func (s *session[T]) connected(ms *melody.Session) {
 // registry and every fanout, and its queue is released.
 func (s *session[T]) disconnected() {
 	s.mu.Lock()
-	s.dieLocked(noEnd)
+	st := s.dieLocked(noEnd) // starts no writer but to send a hello not yet taken
 	n := len(s.subs)
 	for _, cs := range s.subs {
 		cs.closed = true
 	}
 	s.subs = nil
 	s.mu.Unlock()
+	s.act(st)
+	s.writer.Wait() // the socket is closed: a write in progress fails at once
 	br := s.br
 	br.leave(s)
 	s.left()
@@ -288,7 +283,24 @@ func (s *session[T]) disconnected() {
 	br.stats.clients.Add(-1)
 }
 
-// send queues a control frame and starts a write if none is in flight.
+// greet sets hello, which the writer sends first, before anything queued
+// and before a close frame, however soon the session ends. It is written
+// once the writer starts: by wake, or by the first frame queued.
+func (s *session[T]) greet(hello []byte) {
+	s.mu.Lock()
+	s.hello = hello
+	s.mu.Unlock()
+}
+
+// wake starts the writer if there is something to write.
+func (s *session[T]) wake() {
+	s.mu.Lock()
+	st := s.startLocked()
+	s.mu.Unlock()
+	s.act(st)
+}
+
+// send queues a control frame and starts the writer if it is not running.
 func (s *session[T]) send(frame []byte) {
 	s.mu.Lock()
 	st := s.sendLocked(frame)
@@ -310,8 +322,8 @@ func (s *session[T]) sendLocked(frame []byte) step {
 // for the client: it queues (or conflates, for a subscription made with
 // conflate), or holds an event for a subscription whose replay is being
 // prepared, or cuts the session off when its backlog is over the limit.
-// An idle session gets a lone event written at once; several events, or
-// events that find a write in flight, leave together in the next frame.
+// An idle session's writer is started; events that find it running leave
+// together in its next frame.
 func (s *session[T]) deliver(a *attachment[T], ses ...*sharedEvent) {
 	var st step
 	var superseded uint64
@@ -325,15 +337,6 @@ func (s *session[T]) deliver(a *attachment[T], ses ...*sharedEvent) {
 			switch {
 			case s.out.over(s.br.cfg.maxBacklog):
 				st = s.cutLocked()
-			case n == 1 && len(ses) == 1 && !s.inflight && s.out.empty():
-				// Idle: write at once, sharing the frame with the other idle
-				// clients whose subscription has the same id.
-				if first == nil {
-					first = conf
-				}
-				frame, shared := se.frameFor(first.id)
-				s.inflight, s.inflightEvents, s.inflightShared = true, 1, shared
-				st = step{frame: frame}
 			case n > 0:
 				if conf != nil {
 					superseded += s.out.conflate(conf, se)
@@ -346,8 +349,8 @@ func (s *session[T]) deliver(a *attachment[T], ses ...*sharedEvent) {
 				break
 			}
 		}
-		if st.none() { // else the lone event's write, or the cut-off
-			st = s.startLocked() // nothing when a write is in flight: sent takes it
+		if st.none() { // else the cut-off
+			st = s.startLocked() // nothing when the writer runs: it takes them
 		}
 	}
 	s.mu.Unlock()
@@ -396,35 +399,13 @@ func (s *session[T]) recipientsLocked(a *attachment[T], se *sharedEvent, r *reci
 	}
 }
 
-// failed is melody's report of a read or write error, or of a write it
-// dropped: the connection is ending (a frame it dropped would break the
-// stream, so that case is a cut-off too), so nothing more is queued.
+// failed is melody's report of a read error (or of a failed ping), or the
+// writer's of a failed write: the connection is ending, so nothing more is
+// queued.
 func (s *session[T]) failed(err error) {
 	s.mu.Lock()
-	var st step
-	if errors.Is(err, melody.ErrMessageBufferFull) {
-		st = s.cutLocked() // cannot happen while at most one frame is in flight
-	} else {
-		st = s.dieLocked(noEnd)
-	}
+	st := s.dieLocked(noEnd)
 	s.gone.failed(err)
 	s.mu.Unlock()
-	s.act(st)
-}
-
-// sent is melody's report that the in-flight frame was written: whatever
-// queued meanwhile goes next, as one frame.
-func (s *session[T]) sent(frame []byte) {
-	s.mu.Lock()
-	events, shared := s.inflightEvents, s.inflightShared
-	s.inflight, s.inflightEvents, s.inflightShared = false, 0, false
-	if !shared {
-		putBuf(frame) // a shared frame may still be written to other clients
-	}
-	st := s.startLocked()
-	s.mu.Unlock()
-	stats := &s.br.stats
-	stats.framesOut.Add(1)
-	stats.eventsOut.Add(uint64(events))
 	s.act(st)
 }
