@@ -238,8 +238,9 @@ func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, 
 	if full, queued = firstFull(r.subs); full != nil {
 		full.waiters.Add(1)
 	} else {
-		ev, r.log = sh.hist.record(r.log, b.seq.Add(1), topic, data, now)
-		b.commit(sh, ev, r)
+		ev = Event[T]{Seq: b.seq.Add(1), Topic: topic, Time: now, Data: data}
+		r.log = sh.hist.apply(r.log, &ev)
+		b.commit(sh, &ev, r)
 		if waited != nil && !waited.ended && !waited.full() {
 			waited.passRoom() // the reader made room for more than this one
 		}
@@ -358,7 +359,7 @@ func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 // commit queues a numbered and retained event to every matching
 // subscription. Called under sh.mu (and wide when the route is wide); in
 // process with room in every matching Block subscriber.
-func (b *Bus[T]) commit(sh *shard[T], ev Event[T], r *route[T]) {
+func (b *Bus[T]) commit(sh *shard[T], ev *Event[T], r *route[T]) {
 	for _, s := range r.subs {
 		if s.ended {
 			continue

@@ -118,9 +118,9 @@ func (b *Bus[T]) applyLocked(rec Record[T]) {
 		return
 	}
 	ev.Skipped = 0
-	ev, r.log = h.apply(r.log, ev)
+	r.log = h.apply(r.log, &ev)
 	b.seq.Store(ev.Seq)
-	b.commit(&b.shards[0], ev, r)
+	b.commit(&b.shards[0], &ev, r)
 }
 
 // applyMark applies a record without an event: the log's head, and with
@@ -390,8 +390,7 @@ func (b *Bus[T]) refill(s *Subscription[T]) bool {
 	}
 	n := plan.count
 	plan.emit(room, func(ev *Event[T]) {
-		e := *ev
-		s.send(e)
+		s.send(ev)
 		sh.counts.delivered++
 	})
 	if n <= room {

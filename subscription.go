@@ -240,9 +240,9 @@ type outcome struct {
 
 // deliver queues a live event under the subscriber's policy. Called under
 // s.guard, with room in a Block subscriber unless the bus is on a shared log.
-func (s *Subscription[T]) deliver(ev Event[T]) outcome {
+func (s *Subscription[T]) deliver(ev *Event[T]) outcome {
 	if s.tail != nil {
-		return s.deliverFront(ev)
+		return s.deliverFront(*ev)
 	}
 	if s.behind {
 		return outcome{} // it waits in the history, refilled in order
@@ -260,14 +260,19 @@ func (s *Subscription[T]) deliver(ev Event[T]) outcome {
 			return outcome{behind: true}
 		}
 	}
-	ev.Skipped, s.skip = s.skip, 0
+	if s.skip > 0 {
+		e := *ev
+		e.Skipped, s.skip = s.skip, 0
+		s.send(&e)
+		return outcome{queued: true}
+	}
 	s.send(ev)
 	return outcome{queued: true}
 }
 
 // send puts a live event into the channel, which has room for it.
-func (s *Subscription[T]) send(ev Event[T]) {
-	s.ch <- ev
+func (s *Subscription[T]) send(ev *Event[T]) {
+	s.ch <- *ev
 	s.liveSent++
 	s.last = ev.Seq
 }
