@@ -345,11 +345,14 @@ func (b *Bus[T]) forgetRoutes() {
 // the length of its channel then.
 func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 	for _, s := range subs {
+		if s.ended || s.policy != Block || s.credit > 0 { // an ended one lingers until reaped
+			continue
+		}
 		// The length first: the reader takes events without the lock, so
 		// the channel only shrinks until the publisher looks again, and a
-		// length read before full() decides is at least the one it saw.
+		// length read before roomy decides is at least the one it saw.
 		n := len(s.ch)
-		if !s.ended && s.full() { // an ended one lingers until reaped
+		if !s.roomy() {
 			return s, n
 		}
 	}
@@ -362,6 +365,11 @@ func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 func (b *Bus[T]) commit(sh *shard[T], ev *Event[T], r *route[T]) {
 	for _, s := range r.subs {
 		if s.ended {
+			continue
+		}
+		if s.plain() { // the common case, without the policies' bookkeeping
+			s.send(ev)
+			sh.counts.delivered++
 			continue
 		}
 		out := s.deliver(ev)

@@ -378,7 +378,8 @@ func (b *Bus[T]) wakeWaits(err error) {
 // longer holds them. It reports whether it queued any. Called under the one
 // shard's lock (s.guard) of a bus on a log.
 func (b *Bus[T]) refill(s *Subscription[T]) bool {
-	room := int(s.buffer - min(s.liveQueued(), s.buffer))
+	s.credit = s.buffer - min(s.liveQueued(), s.buffer) // all the room there is now
+	room := int(s.credit)
 	if room == 0 {
 		return false
 	}
