@@ -43,8 +43,15 @@ type Bus[T any] struct {
 	epoch atomic.Pointer[string]
 	ttl   time.Duration
 	cfg   busConfig
-	seq   atomic.Uint64 // Seq of the newest event numbered (applied, on a log)
 	clock clock
+
+	// seq is the Seq of the newest event numbered (applied, on a log).
+	// Every publish, on any shard, writes it: it has a cache line of its
+	// own, so that publishers on other cores do not also lose the fields
+	// next to it that every publish reads (the clock, the shards).
+	_   [64]byte
+	seq atomic.Uint64
+	_   [56]byte
 
 	// shards partition the topics by hash: each holds the history, routes
 	// and counters of its topics, guarded by its mu. One shard only when a
