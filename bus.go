@@ -43,8 +43,15 @@ type Bus[T any] struct {
 	epoch atomic.Pointer[string]
 	ttl   time.Duration
 	cfg   busConfig
-	seq   atomic.Uint64 // Seq of the newest event numbered (applied, on a log)
 	clock clock
+
+	// seq is the Seq of the newest event numbered (applied, on a log).
+	// Every publish, on any shard, writes it: it has a cache line of its
+	// own, so that publishers on other cores do not also lose the fields
+	// next to it that every publish reads (the clock, the shards).
+	_   [64]byte
+	seq atomic.Uint64
+	_   [56]byte
 
 	// shards partition the topics by hash: each holds the history, routes
 	// and counters of its topics, guarded by its mu. One shard only when a
@@ -238,8 +245,9 @@ func (b *Bus[T]) publishOnce(sh *shard[T], topic string, data T, now time.Time, 
 	if full, queued = firstFull(r.subs); full != nil {
 		full.waiters.Add(1)
 	} else {
-		ev, r.log = sh.hist.record(r.log, b.seq.Add(1), topic, data, now)
-		b.commit(sh, ev, r)
+		ev = Event[T]{Seq: b.seq.Add(1), Topic: topic, Time: now, Data: data}
+		r.log = sh.hist.apply(r.log, &ev)
+		b.commit(sh, &ev, r)
 		if waited != nil && !waited.ended && !waited.full() {
 			waited.passRoom() // the reader made room for more than this one
 		}
@@ -344,11 +352,14 @@ func (b *Bus[T]) forgetRoutes() {
 // the length of its channel then.
 func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 	for _, s := range subs {
+		if s.ended || s.policy != Block || s.credit > 0 { // an ended one lingers until reaped
+			continue
+		}
 		// The length first: the reader takes events without the lock, so
 		// the channel only shrinks until the publisher looks again, and a
-		// length read before full() decides is at least the one it saw.
+		// length read before roomy decides is at least the one it saw.
 		n := len(s.ch)
-		if !s.ended && s.full() { // an ended one lingers until reaped
+		if !s.roomy() {
 			return s, n
 		}
 	}
@@ -358,9 +369,14 @@ func firstFull[T any](subs []*Subscription[T]) (*Subscription[T], int) {
 // commit queues a numbered and retained event to every matching
 // subscription. Called under sh.mu (and wide when the route is wide); in
 // process with room in every matching Block subscriber.
-func (b *Bus[T]) commit(sh *shard[T], ev Event[T], r *route[T]) {
+func (b *Bus[T]) commit(sh *shard[T], ev *Event[T], r *route[T]) {
 	for _, s := range r.subs {
 		if s.ended {
+			continue
+		}
+		if s.plain() { // the common case, without the policies' bookkeeping
+			s.send(ev)
+			sh.counts.delivered++
 			continue
 		}
 		out := s.deliver(ev)

@@ -66,29 +66,25 @@ func newHistory[T any](max int, ttl time.Duration, capacity int) *history[T] {
 // tracksOrder reports whether retained events are listed bus-wide.
 func (h *history[T]) tracksOrder() bool { return h.ttl > 0 || h.cap > 0 }
 
-// record retains a new event numbered seq, stamped with now (never earlier
-// than the event before it in this history, which Since and the TTL rely
-// on), and returns it. t is the topic's log as record returned it last time, or nil; the new
-// one is returned for next time.
-func (h *history[T]) record(t *topicLog[T], seq uint64, topic string, data T, now time.Time) (Event[T], *topicLog[T]) {
-	ev := Event[T]{Seq: seq, Topic: topic, Time: now, Data: data}
-	return h.apply(t, ev)
-}
-
-// apply retains an event numbered elsewhere (a shared log) or by record:
-// its Seq becomes the newest, its Time is kept non-decreasing.
-func (h *history[T]) apply(t *topicLog[T], ev Event[T]) (Event[T], *topicLog[T]) {
+// apply retains a new event, numbered by the bus or by a shared log: its
+// Seq becomes the newest, and its Time is raised, in place, to that of the
+// event before it in this history if it is earlier (Since and the TTL rely
+// on Time never going back). t is the topic's log as apply returned it last
+// time, or nil; the new one is returned for next time. ev is read and
+// changed in place: an event is 80 bytes or more, and a publish would
+// otherwise copy it at every step.
+func (h *history[T]) apply(t *topicLog[T], ev *Event[T]) *topicLog[T] {
 	if ev.Time.Before(h.last) {
 		ev.Time = h.last
 	}
 	h.seq, h.last = ev.Seq, ev.Time
-	return ev, h.append(t, ev)
+	return h.append(t, ev)
 }
 
 // append retains ev in its topic's log, evicting the oldest event when it
 // is full, and returns the log to pass next time (nil when nothing is
 // retained).
-func (h *history[T]) append(t *topicLog[T], ev Event[T]) *topicLog[T] {
+func (h *history[T]) append(t *topicLog[T], ev *Event[T]) *topicLog[T] {
 	if h.max == 0 {
 		h.lost.record(ev.Seq, ev.Time)
 		return nil
@@ -97,7 +93,7 @@ func (h *history[T]) append(t *topicLog[T], ev Event[T]) *topicLog[T] {
 		t = h.topic(ev.Topic)
 	}
 	if old, evicted := t.ring.push(ev, h.max); evicted {
-		t.lost.record(old.Seq, old.Time)
+		t.lost.record(old.seq, old.time)
 	} else {
 		h.held++
 	}

@@ -11,20 +11,22 @@ type ring[T any] struct {
 	n    int
 }
 
-// push appends ev; at capacity events it evicts and returns the oldest one.
-func (r *ring[T]) push(ev Event[T], capacity int) (old Event[T], evicted bool) {
+// push appends a copy of ev; at capacity events it evicts the oldest one and
+// returns its Seq and Time.
+func (r *ring[T]) push(ev *Event[T], capacity int) (old loss, evicted bool) {
 	if r.n == len(r.buf) && r.n < capacity {
 		r.grow(capacity)
 	}
 	if r.n == len(r.buf) {
-		old = r.buf[r.head]
-		r.buf[r.head] = ev
+		slot := &r.buf[r.head]
+		old = loss{seq: slot.Seq, time: slot.Time}
+		*slot = *ev
 		if r.head++; r.head == len(r.buf) {
 			r.head = 0
 		}
 		return old, true
 	}
-	r.buf[r.index(r.n)] = ev
+	r.buf[r.index(r.n)] = *ev
 	r.n++
 	return old, false
 }

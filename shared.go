@@ -118,9 +118,9 @@ func (b *Bus[T]) applyLocked(rec Record[T]) {
 		return
 	}
 	ev.Skipped = 0
-	ev, r.log = h.apply(r.log, ev)
+	r.log = h.apply(r.log, &ev)
 	b.seq.Store(ev.Seq)
-	b.commit(&b.shards[0], ev, r)
+	b.commit(&b.shards[0], &ev, r)
 }
 
 // applyMark applies a record without an event: the log's head, and with
@@ -378,7 +378,8 @@ func (b *Bus[T]) wakeWaits(err error) {
 // longer holds them. It reports whether it queued any. Called under the one
 // shard's lock (s.guard) of a bus on a log.
 func (b *Bus[T]) refill(s *Subscription[T]) bool {
-	room := int(s.buffer - min(s.liveQueued(), s.buffer))
+	s.credit = s.buffer - min(s.liveQueued(), s.buffer) // all the room there is now
+	room := int(s.credit)
 	if room == 0 {
 		return false
 	}
@@ -390,8 +391,7 @@ func (b *Bus[T]) refill(s *Subscription[T]) bool {
 	}
 	n := plan.count
 	plan.emit(room, func(ev *Event[T]) {
-		e := *ev
-		s.send(e)
+		s.send(ev)
 		sh.counts.delivered++
 	})
 	if n <= room {

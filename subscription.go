@@ -79,6 +79,9 @@ type Subscription[T any] struct {
 	behind   bool          // Block on a shared log: new events wait in the history
 	feeding  bool          // on the bus's feed list
 	ended    bool
+	// credit, without a tail: how many live events can still be sent
+	// before the channel's length must be read again (see roomy).
+	credit uint64
 
 	feed       atomic.Bool   // the tail or the history holds events for ch: Next tops up
 	done       chan struct{} // closed when the subscription ends
@@ -226,7 +229,21 @@ func (s *Subscription[T]) liveQueued() uint64 {
 
 // full reports whether a Block subscriber has no room. Called under s.guard.
 func (s *Subscription[T]) full() bool {
-	return s.policy == Block && s.liveQueued() >= s.buffer
+	return s.policy == Block && !s.roomy()
+}
+
+// roomy reports whether a live event can be queued within the buffer, for a
+// subscription without a tail. The reader takes events without the lock, so
+// the room only grows between two looks at the channel: what was free at
+// the last look, less what was sent since (credit), is free now. Only when
+// that runs out is the channel's length read again, so that a publish does
+// not touch the cache line the reader is working on for every event.
+// Called under s.guard.
+func (s *Subscription[T]) roomy() bool {
+	if s.credit == 0 {
+		s.credit = s.buffer - min(s.liveQueued(), s.buffer)
+	}
+	return s.credit > 0
 }
 
 // outcome is what delivering one event to one subscription did.
@@ -240,14 +257,14 @@ type outcome struct {
 
 // deliver queues a live event under the subscriber's policy. Called under
 // s.guard, with room in a Block subscriber unless the bus is on a shared log.
-func (s *Subscription[T]) deliver(ev Event[T]) outcome {
+func (s *Subscription[T]) deliver(ev *Event[T]) outcome {
 	if s.tail != nil {
-		return s.deliverFront(ev)
+		return s.deliverFront(*ev)
 	}
 	if s.behind {
 		return outcome{} // it waits in the history, refilled in order
 	}
-	if s.liveQueued() >= s.buffer {
+	if !s.roomy() {
 		switch s.policy {
 		case DropNewest:
 			s.skip++
@@ -260,15 +277,31 @@ func (s *Subscription[T]) deliver(ev Event[T]) outcome {
 			return outcome{behind: true}
 		}
 	}
-	ev.Skipped, s.skip = s.skip, 0
+	if s.skip > 0 {
+		e := *ev
+		e.Skipped, s.skip = s.skip, 0
+		s.send(&e)
+		return outcome{queued: true}
+	}
 	s.send(ev)
 	return outcome{queued: true}
 }
 
-// send puts a live event into the channel, which has room for it.
-func (s *Subscription[T]) send(ev Event[T]) {
-	s.ch <- ev
+// plain reports whether the next live event goes straight into the channel
+// with nothing to decide: no tail, not behind, no loss to report, and room
+// known. deliver does the same in that case. Called under s.guard.
+func (s *Subscription[T]) plain() bool {
+	return s.tail == nil && !s.behind && s.skip == 0 && s.credit > 0
+}
+
+// send puts a live event into the channel, which has room for it (roomy
+// said so).
+func (s *Subscription[T]) send(ev *Event[T]) {
+	s.ch <- *ev
 	s.liveSent++
+	if s.credit > 0 { // it is, roomy said so; tested so that a slip cannot wrap it around
+		s.credit--
+	}
 	s.last = ev.Seq
 }
 
