@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -32,9 +31,9 @@ type fanout[T any] struct {
 	sub     *bus.Subscription[T]
 	refs    int // guarded by br.fanMu
 
-	mu   sync.Mutex                       // serialises changes of atts
-	atts atomic.Pointer[[]*attachment[T]] // copy on write, read without lock
-	dead bool                             // mu: its bus subscription was lost; nothing attaches any more
+	mu   sync.Mutex     // serialises changes of atts
+	atts attachments[T] // read without lock (see attachments)
+	dead bool           // mu: its bus subscription was lost; nothing attaches any more
 
 	// lastSeen is the seq of the newest event the goroutine has started to
 	// deliver. A subscription attached after it was read still gets every
@@ -48,6 +47,7 @@ type attachment[T any] struct {
 	sess *session[T]
 	fan  *fanout[T]
 	subs []*clientSub[T]
+	gone atomic.Bool // detached: the fanout skips it (see attachments)
 }
 
 // acquire returns the fanout of pattern, starting it (one bus subscription,
@@ -64,7 +64,6 @@ func (br *Bridge[T]) acquire(pattern string) (*fanout[T], error) {
 		return nil, err
 	}
 	f := &fanout[T]{br: br, pattern: pattern, sub: sub, refs: 1}
-	f.atts.Store(new([]*attachment[T]))
 	br.fans[pattern] = f
 	br.fanWG.Add(1)
 	go f.run()
@@ -93,26 +92,17 @@ func (f *fanout[T]) attach(a *attachment[T]) bool {
 	if f.dead {
 		return false
 	}
-	old := *f.atts.Load()
-	next := make([]*attachment[T], len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, a)
-	f.atts.Store(&next)
+	f.atts.add(a)
 	return true
 }
 
+// detach removes a: from its return, the fanout's next event skips it (one
+// being handed out meanwhile may still reach it, which its session
+// ignores: the subscriptions it held are closed).
 func (f *fanout[T]) detach(a *attachment[T]) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	old := *f.atts.Load()
-	i := slices.Index(old, a)
-	if i < 0 {
-		return
-	}
-	next := make([]*attachment[T], 0, len(old)-1)
-	next = append(next, old[:i]...)
-	next = append(next, old[i+1:]...)
-	f.atts.Store(&next)
+	f.atts.remove(a)
 }
 
 // run reads the bus subscription until it ends. A bus that closed closes
@@ -158,8 +148,10 @@ func (f *fanout[T]) run() {
 // deliver hands batch to every attached session.
 func (f *fanout[T]) deliver(batch []*sharedEvent) {
 	f.lastSeen.Store(batch[len(batch)-1].seq)
-	for _, a := range *f.atts.Load() {
-		a.sess.deliver(a, batch...)
+	for _, a := range f.atts.load() {
+		if !a.gone.Load() {
+			a.sess.deliver(a, batch...)
+		}
 	}
 }
 
@@ -188,10 +180,12 @@ func (f *fanout[T]) lost() {
 	br.fanMu.Unlock()
 	f.mu.Lock()
 	f.dead = true
-	atts := *f.atts.Load()
+	atts := f.atts.load()
 	f.mu.Unlock()
 	for _, a := range atts {
-		a.sess.end(endResumeNeeded)
+		if !a.gone.Load() {
+			a.sess.end(endResumeNeeded)
+		}
 	}
 }
 
