@@ -10,14 +10,16 @@ import "github.com/olahol/melody"
 // has no writer and no stack for it; events that arrive while the writer
 // waits for the CPU or the socket leave together; and nothing the bridge
 // sends goes through melody's write loop, whose channel would seal each
-// frame as it was handed over (melody's loop is left its pings).
+// frame as it was handed over (melody's loop is left its pings and the
+// close frame).
 //
 // A session that ends with a close frame of the server's (dieLocked) starts
 // the writer, or lets the one that runs take it next: the close frame goes
-// after the frame being written, if any, and nothing after it; then the
-// socket is closed, as melody did, which ends the read loop. The writer is
-// waited for by disconnected, on the read loop, which the bridge's Close
-// waits for.
+// after the frame being written, if any, and nothing after it. It goes
+// through melody (see writeClose), which then closes the socket, ending the
+// read loop. A write that fails closes the socket too. The writer is waited
+// for by disconnected, on the read loop, which the bridge's Close waits
+// for.
 
 // zeroHead is the headroom a frame is built behind (see frameHead).
 var zeroHead [headroom]byte
