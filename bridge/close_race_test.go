@@ -353,7 +353,7 @@ func TestOneCloseFramePerSession(t *testing.T) {
 			sess = x
 		}
 		s.br.mu.Unlock()
-		sess.send(appendPong(getBuf(), "in flight")) // a frame held by the stall
+		sess.send(appendPong(newFrame(), "in flight")) // a frame held by the stall
 		var sent atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 10 {

@@ -101,7 +101,7 @@ func (s *session[T]) claimReplay(cur *replayCursor[T], limit int) int {
 // buildEvents encodes the claimed entries as one events frame, behind the
 // headroom of its header. It runs outside mu, on the writer.
 func (s *session[T]) buildEvents() []byte {
-	b := append(append(getBuf(), zeroHead[:]...), eventsOpen...)
+	b := append(newFrame(), eventsOpen...)
 	n := 0
 	for i := range s.claims {
 		c := &s.claims[i]

@@ -32,7 +32,7 @@ func (s *session[T]) handle(data []byte) {
 		case "history":
 			pe = s.history(f)
 		case "ping":
-			s.send(appendPong(getBuf(), f.ID))
+			s.send(appendPong(newFrame(), f.ID))
 		}
 	}
 	if pe != nil {
@@ -57,7 +57,7 @@ func (s *session[T]) handleBinary([]byte) {
 func (s *session[T]) reject(pe *protoError) {
 	s.br.stats.rejected[pe.code].Add(1)
 	s.logReject(pe)
-	s.send(appendError(getBuf(), pe))
+	s.send(appendError(newFrame(), pe))
 	if !pe.strike {
 		return
 	}
@@ -172,7 +172,7 @@ const maxAcquire = 3
 // live event can slip in between.
 func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], epoch string, start *subStart[T]) {
 	start.events = trimThrough(start.events, start.from)
-	ack := appendSubscribed(getBuf(), f.ID, f.Sub, epoch, start)
+	ack := appendSubscribed(newFrame(), f.ID, f.Sub, epoch, start)
 	s.mu.Lock()
 	st := s.goLiveLocked(cs, ack, start.from, start.events)
 	s.mu.Unlock()
@@ -213,7 +213,7 @@ func (s *session[T]) unsubscribe(f *clientFrame) *protoError {
 	}
 	emptied := s.removeSubLocked(cs)
 	s.mu.Unlock()
-	s.send(appendUnsubscribed(getBuf(), f.ID, f.Sub))
+	s.send(appendUnsubscribed(newFrame(), f.ID, f.Sub))
 	if emptied {
 		s.detach(cs.att)
 	}
@@ -298,7 +298,7 @@ func (s *session[T]) publish(f *clientFrame) *protoError {
 	} else {
 		br.stats.published.Add(1)
 	}
-	s.send(appendPublished(getBuf(), f.ID, seq))
+	s.send(appendPublished(newFrame(), f.ID, seq))
 	return nil
 }
 

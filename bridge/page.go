@@ -35,7 +35,7 @@ func (s *session[T]) history(f *clientFrame) *protoError {
 			return busError(f, err)
 		}
 		if b.Epoch() == epoch { // the page belongs to that epoch
-			s.send(br.appendPage(getBuf(), f.ID, epoch, more, evs))
+			s.send(br.appendPage(newFrame(), f.ID, epoch, more, evs))
 			return nil
 		}
 	}

@@ -92,7 +92,7 @@ func (s *session[T]) doChores() {
 // every 25 s), or at its end. Until then the fanout delivers to no
 // subscription of this session.
 func (s *session[T]) revoke(cs *clientSub[T], pe *protoError) bool {
-	frame := appendError(getBuf(), pe)
+	frame := appendError(newFrame(), pe)
 	s.mu.Lock()
 	if s.dead || cs.closed || s.subs[cs.id] != cs {
 		s.mu.Unlock()

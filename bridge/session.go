@@ -142,6 +142,11 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 
 func getBuf() []byte { return (*framePool.Get().(*[]byte))[:0] }
 
+// newFrame returns a pooled buffer to build a frame's payload in, behind
+// the headroom its header is written into when it leaves (frameHead): every
+// frame the writer sends is built with it, so none is copied to be sent.
+func newFrame() []byte { return append(getBuf(), zeroHead[:]...) }
+
 func putBuf(b []byte) {
 	if cap(b) <= 4*maxBatchBytes {
 		framePool.Put(&b)
@@ -247,7 +252,7 @@ func (s *session[T]) connected(ms *melody.Session) {
 		s.end(e)
 		return
 	}
-	s.greet(appendHello(getBuf(), s.id, br.bus.Epoch(), br.bus.Seq()))
+	s.greet(appendHello(newFrame(), s.id, br.bus.Epoch(), br.bus.Seq()))
 	e, drop := br.join(s)
 	s.wake() // the hello leaves once the session is live: Kick, Close and the rest find it
 	if e == noEnd {

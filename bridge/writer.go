@@ -21,7 +21,8 @@ import "github.com/olahol/melody"
 // for by disconnected, on the read loop, which the bridge's Close waits
 // for.
 
-// zeroHead is the headroom a frame is built behind (see frameHead).
+// zeroHead is the headroom a frame is built behind (see newFrame and
+// frameHead).
 var zeroHead [headroom]byte
 
 // startLocked starts the writer unless one runs or there is nothing to
@@ -55,10 +56,6 @@ func (s *session[T]) flush() {
 			return
 		case frame == nil:
 			frame = s.buildEvents()
-		default: // a control frame, built without headroom
-			ctl := frame
-			frame = append(append(getBuf(), zeroHead[:]...), ctl...)
-			putBuf(ctl)
 		}
 		err := s.wire.writeFrame(frameHead(frame, opText), s.br.cfg.writeTimeout)
 		putBuf(frame)
