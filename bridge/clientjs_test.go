@@ -8,7 +8,6 @@ package bridge_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,31 +55,13 @@ func TestClientJSUnit(t *testing.T) {
 	t.Logf("node --test: %d passed, 0 failed", counts["pass"])
 }
 
-// lockedBuffer collects node's stderr; the test may read it while node runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // nodeScript runs a node script and exchanges JSON lines with it.
 type nodeScript struct {
 	t      *testing.T
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *lockedBuffer
-	done   chan struct{} // closed when node has exited; waitErr is set then
+	stderr *nodetest.SyncBuffer // node's stderr: the test may read it while node runs
+	done   chan struct{}        // closed when node has exited; waitErr is set then
 	// waitErr is what cmd.Wait returned; read it only after done is closed.
 	waitErr error
 }
@@ -98,7 +78,7 @@ func startScript(t *testing.T, ctx context.Context, node string, args []string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &nodeScript{t: t, stdin: stdin, lines: make(chan string, 16), stderr: new(lockedBuffer), done: make(chan struct{})}
+	s := &nodeScript{t: t, stdin: stdin, lines: make(chan string, 16), stderr: new(nodetest.SyncBuffer), done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
