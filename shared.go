@@ -251,12 +251,22 @@ func (b *Bus[T]) publishShared(ctx context.Context, id, topic string, data T) (u
 	return seq, nil
 }
 
-// seqWait is a WaitSeq call waiting for the bus to reach seq.
+// seqWait is a WaitSeq call waiting for the bus to reach seq, or a
+// WaitEpoch call waiting for it to be in epoch want.
 type seqWait struct {
-	seq   uint64
-	epoch uint64     // epochGen when it started
-	want  string     // WaitEpoch: the epoch waited for ("" for WaitSeq)
-	ch    chan error // buffered 1
+	seq      uint64
+	epoch    uint64     // epochGen when it started
+	forEpoch bool       // WaitEpoch: it waits for want, across epoch changes
+	want     string     // WaitEpoch: the epoch waited for
+	ch       chan error // buffered 1
+}
+
+// met reports whether the bus is where w waits for it to be.
+func (b *Bus[T]) met(w *seqWait) bool {
+	if w.forEpoch {
+		return b.Epoch() == w.want
+	}
+	return b.reached(w.seq)
 }
 
 // WaitSeq waits until the bus has reached seq (Seq() >= seq), ctx ends
@@ -275,7 +285,7 @@ func (b *Bus[T]) WaitSeq(ctx context.Context, seq uint64) error {
 // has not yet followed the log into a new epoch that a client already saw
 // elsewhere (see LogEpoch) can serve it once it has.
 func (b *Bus[T]) WaitEpoch(ctx context.Context, epoch string) error {
-	return b.wait(ctx, seqWait{want: epoch})
+	return b.wait(ctx, seqWait{forEpoch: true, want: epoch})
 }
 
 // LogEpoch returns the epoch the shared log is in now, asked of the log
@@ -305,7 +315,7 @@ func (b *Bus[T]) wait(ctx context.Context, w seqWait) error {
 	// below sees its seq. Counted after, the wake-up could fall between.
 	b.waiting.Add(1)
 	w.epoch = b.epochGen.Load()
-	if (w.want == "" && b.reached(w.seq)) || (w.want != "" && b.Epoch() == w.want) {
+	if b.met(&w) {
 		b.waiting.Add(-1)
 		b.waitMu.Unlock()
 		return nil
@@ -352,15 +362,9 @@ func (b *Bus[T]) wakeWaits(err error) {
 		switch {
 		case err != nil:
 			w.ch <- err
-		case w.want != "":
-			if b.Epoch() != w.want {
-				kept = append(kept, w)
-				continue
-			}
-			w.ch <- nil
-		case w.epoch != gen:
+		case w.epoch != gen && !w.forEpoch:
 			w.ch <- errEpochChanged
-		case b.reached(w.seq):
+		case b.met(&w):
 			w.ch <- nil
 		default:
 			kept = append(kept, w)

@@ -497,6 +497,16 @@ func TestSharedWaitEpochAndLogEpoch(t *testing.T) {
 	if e, err := plain.LogEpoch(context.Background()); err != nil || e != plain.Epoch() {
 		t.Fatalf("LogEpoch in process = %q, %v; want %q", e, err, plain.Epoch())
 	}
+	// No bus is ever in the epoch "": WaitEpoch waits for it as for any
+	// other it is not in, rather than taking it for a WaitSeq.
+	for _, b := range []*bus.Bus[int]{plain, newNodes(t, l, 1)[0].Bus} {
+		short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err := b.WaitEpoch(short, "")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitEpoch(\"\") = %v, want the ctx's end", err)
+		}
+	}
 }
 
 // TestSharedWaitSeqRacesTheApply: a WaitSeq that starts while the
