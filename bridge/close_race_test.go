@@ -354,6 +354,7 @@ func TestOneCloseFramePerSession(t *testing.T) {
 		}
 		s.br.mu.Unlock()
 		sess.send(appendPong(newFrame(), "in flight")) // a frame held by the stall
+		synctest.Wait()                                // the writer is in it
 		var sent atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 10 {
@@ -377,6 +378,14 @@ func TestOneCloseFramePerSession(t *testing.T) {
 		cf := sc.CloseFrames()
 		if len(cf) != 1 || cf[0].CloseCode() != code {
 			t.Fatalf("close frames written %+v, client saw %d: want exactly one", cf, code)
+		}
+		// The close frame goes after the frame that was being written, and
+		// nothing after it.
+		frames := sc.Frames()
+		last := len(frames) - 1
+		pong := len(appendPong(nil, "in flight"))
+		if frames[last].Opcode != wstest.OpClose || last == 0 || frames[last-1].Opcode != websocket.TextMessage || frames[last-1].Len != pong {
+			t.Fatalf("frames written: %+v; want the frame in flight, then the close frame, last", frames)
 		}
 	})
 }

@@ -57,7 +57,7 @@ func afterPosition(epoch string, seq uint64) map[string]any {
 	return map[string]any{"after": map[string]any{"epoch": epoch, "seq": seq}}
 }
 
-// serverFrames returns the ops of the text frames the server wrote on c.
+// serverFrames returns how many text frames the server wrote on c.
 func serverFrames(c *wstest.Conn) int {
 	n := 0
 	for _, f := range c.Frames() {
