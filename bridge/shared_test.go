@@ -25,6 +25,15 @@ type node struct {
 	view *memlog.View[msg]
 }
 
+// twoMemNodes makes a log and two nodes on it, served in memory (for a
+// synctest bubble).
+func twoMemNodes(t *testing.T) (*memlog.Log[msg], node, node) {
+	t.Helper()
+	l := memlog.New[msg](0)
+	nodes := newNodes(t, l, 2, true)
+	return l, nodes[0], nodes[1]
+}
+
 // newNodes makes n nodes on l, served in memory (for a synctest bubble)
 // or on 127.0.0.1, and waits until each has caught up with the log.
 func newNodes(t *testing.T, l *memlog.Log[msg], n int, mem bool, opts ...bus.Option) []node {
@@ -74,9 +83,7 @@ func serverFrames(c *wstest.Conn) int {
 // client missed, nothing twice; live events follow.
 func TestResumeOnANodeBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		_, a, b := twoMemNodes(t)
 		cl := a.dial(t)
 		cl.sub("s", "feed", nil)
 		b.view.SetDown(true)
@@ -122,9 +129,7 @@ func seqsOf(evs []entry) []uint64 {
 // later) and answers nothing: never "lost", never a wrong from.
 func TestResumeOnANodeTooFarBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		_, a, b := twoMemNodes(t)
 		b.view.SetDown(true)
 		for range 3 {
 			a.publish("feed", msg{})
@@ -159,9 +164,7 @@ func isClose(err error, want int) bool {
 // reached waits until it has, and has no hole.
 func TestHistoryOnANodeBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		l, a, b := twoMemNodes(t)
 		b.view.SetDown(true)
 		var seqs []uint64
 		for range 6 {
@@ -256,9 +259,7 @@ func TestNodeThatMissedEventsCutsOff(t *testing.T) {
 // reason reset with the range, then gets what the new stream holds.
 func TestRecreatedLogIsAReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		l, a, b := twoMemNodes(t)
 		cl := b.dial(t)
 		cl.sub("s", "feed", nil)
 		for range 3 {
@@ -290,9 +291,7 @@ func TestRecreatedLogIsAReset(t *testing.T) {
 // exactly (recovered, nothing twice), never a reset from the old stream.
 func TestResumeFromANewEpochOnAStaleNode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		l, a, b := twoMemNodes(t)
 		a.publish("feed", msg{Text: "old stream"})
 		b.reach(1)
 		old := b.bus.Epoch()
@@ -334,9 +333,7 @@ func TestResumeFromANewEpochOnAStaleNode(t *testing.T) {
 // it closes with 1013 (try again later) and answers nothing.
 func TestResumeFromANewEpochWhenTheLogIsUnreachable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memlog.New[msg](0)
-		nodes := newNodes(t, l, 2, true)
-		a, b := nodes[0], nodes[1]
+		l, a, b := twoMemNodes(t)
 		cl := b.dial(t)
 		b.view.SetDown(true)
 		l.Recreate()
