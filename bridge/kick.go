@@ -39,7 +39,7 @@ func (br *Bridge[T]) Kick(match func(identity any) bool, reason string) int {
 // ending; it reports whether this call closed it.
 func (s *session[T]) kick(reason string) bool {
 	s.mu.Lock()
-	st := s.kickLocked(reason)
+	st := s.dieWithLocked(endKicked, reason)
 	s.mu.Unlock()
 	if st.end == noEnd {
 		return false
@@ -48,17 +48,6 @@ func (s *session[T]) kick(reason string) bool {
 	s.logKicked(reason)
 	s.act(st)
 	return true
-}
-
-// kickLocked ends the session with 4003 and reason, unless it is already
-// ending. The reason is set only while the session lives, so the writer,
-// which takes the close frame once it is dead, reads it without mu.
-func (s *session[T]) kickLocked(reason string) step {
-	if s.dead {
-		return step{}
-	}
-	s.kickReason = reason
-	return s.dieLocked(endKicked)
 }
 
 // live returns the sessions of the registry now.

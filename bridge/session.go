@@ -111,15 +111,15 @@ type session[T any] struct {
 
 	writer sync.WaitGroup // the writer goroutine, while it runs (Add under mu, while not dead)
 
-	mu         sync.Mutex
-	dead       bool                     // mu: closing or closed; nothing more is queued
-	gone       farewell                 // mu: how the connection ended, for the log (logging.go)
-	subs       map[string]*clientSub[T] // mu: by client sub id
-	out        outbox[T]                // mu: the queue and its backlog
-	writing    bool                     // mu: the writer runs
-	hello      []byte                   // mu: the hello, until the writer takes it: always the first frame
-	closing    ending                   // mu: the close frame the writer sends next (then none)
-	kickReason string                   // mu, while not dead: the reason of that close frame, for endKicked
+	mu          sync.Mutex
+	dead        bool                     // mu: closing or closed; nothing more is queued
+	gone        farewell                 // mu: how the connection ended, for the log (logging.go)
+	subs        map[string]*clientSub[T] // mu: by client sub id
+	out         outbox[T]                // mu: the queue and its backlog
+	writing     bool                     // mu: the writer runs
+	hello       []byte                   // mu: the hello, until the writer takes it: always the first frame
+	closing     ending                   // mu: the close frame the writer sends next (then none)
+	closeReason string                   // mu, until dead (then fixed): the reason of that close frame
 
 	// chores is work that Reauthorize hands to the read loop (choreReap,
 	// choreRecheck: see reauthorize.go), done at its next frame.
@@ -195,14 +195,17 @@ func (s *session[T]) ended(e ending) {
 // ending anyway), and has the writer send e's close frame, so a session
 // sends at most one, after the frame being written if any, and nothing
 // after it.
-func (s *session[T]) dieLocked(e ending) step {
+func (s *session[T]) dieLocked(e ending) step { return s.dieWithLocked(e, e.reason()) }
+
+// dieWithLocked is dieLocked with the close frame's reason (Kick's own).
+func (s *session[T]) dieWithLocked(e ending, reason string) step {
 	if s.dead {
 		return step{}
 	}
 	s.dead = true
 	s.out.discard(s.subs)
 	s.gone.server(e)
-	s.closing = e
+	s.closing, s.closeReason = e, reason
 	st := s.startLocked()
 	st.end = e
 	return st

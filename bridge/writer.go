@@ -92,14 +92,11 @@ func (s *session[T]) takeLocked() (frame []byte, events int, end ending) {
 	return frame, events, noEnd
 }
 
-// writeClose has melody send e's close frame (with the reason of a kick)
-// and close the socket: through gorilla, which then knows that the close
-// is sent and does not answer the client's own with a second one. The
-// writer has written its last frame: nothing follows the close frame.
+// writeClose has melody send e's close frame and close the socket: through
+// gorilla, which then knows that the close is sent and does not answer the
+// client's own with a second one. The writer has written its last frame:
+// nothing follows the close frame. closeReason is read without mu: the
+// session is dead, and nothing changes it any more.
 func (s *session[T]) writeClose(e ending) {
-	reason := e.reason()
-	if e == endKicked {
-		reason = s.kickReason
-	}
-	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(e.code(), reason))
+	_ = s.ms.CloseWithMsg(melody.FormatCloseMessage(e.code(), s.closeReason))
 }
