@@ -180,8 +180,18 @@ func (h hijacker[T]) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, rw, err
 	}
 	h.s.wire = &wire{Conn: c}
+	// Gorilla writes its 101 response through the writer's buffer. The
+	// server's is 4 KB that the connection's goroutine keeps for as long as
+	// the session lasts: hand gorilla a small one instead, dropped once the
+	// response is out, so that the server's is never touched (an idle
+	// connection's pages stay unresident).
+	rw = bufio.NewReadWriter(rw.Reader, bufio.NewWriterSize(h.s.wire, handshakeBuffer))
 	return h.s.wire, rw, nil
 }
+
+// handshakeBuffer holds the 101 response without the extra headers a
+// middleware may have set (gorilla grows it for those).
+const handshakeBuffer = 256
 
 // Unwrap lets http.ResponseController reach the server's writer.
 func (h hijacker[T]) Unwrap() http.ResponseWriter { return h.ResponseWriter }
