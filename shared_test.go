@@ -433,6 +433,9 @@ func TestSharedWaitSeqAndClose(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("WaitSeq after the node is back: %v", err)
 	}
+	if got := c.Seq(); got < seq { // it returned before the node had the event
+		t.Fatalf("WaitSeq(%d) returned with the node at seq %d", seq, got)
+	}
 	// Close ends a publish whose append cannot finish, and every wait.
 	c.view.SetDown(true)
 	waiting := make(chan error, 1)
