@@ -470,6 +470,12 @@ func (b *Bus[T]) Subscribe(pattern string, opts ...SubscribeOption) (*Subscripti
 	if lossyFront(cfg.policy) {
 		s.tail = newTailQueue[T](cfg.policy == Conflate)
 	}
+	if after := cfg.from.after; b.shared != nil && cfg.from.kind == replayAfter && after > s.last {
+		// A position seen on another bus of the log, which this one has not
+		// reached yet: what it has not applied up to there, the subscriber
+		// has already (see After).
+		s.floor, s.last = after, after
+	}
 	first := plan.emit(0, func(ev *Event[T]) { s.ch <- *ev })
 	s.recovered = plan.recovered(first)
 	if !s.recovered {

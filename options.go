@@ -142,6 +142,13 @@ func WithPolicy(p Policy) SubscribeOption {
 // After replays the retained matching events with Seq > seq, then goes live.
 // After(0) replays everything retained. Of several replay options the last
 // one wins.
+//
+// On a shared Log, seq may be ahead of this bus's Seq: a position the
+// subscriber saw on another bus of the log, which this one has not applied
+// yet. Then nothing up to seq is delivered, neither replayed nor live, and
+// the subscription starts with the first event after it once this bus
+// applies it: nothing twice and nothing lost. (A position from another
+// epoch is not one of these: compare Epoch first, as the bridge does.)
 func After(seq uint64) SubscribeOption {
 	return func(c *subConfig) { c.from = replayFrom{kind: replayAfter, after: seq} }
 }

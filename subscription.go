@@ -76,6 +76,7 @@ type Subscription[T any] struct {
 	liveSent uint64        // live events ever sent to ch
 	skip     uint64        // losses to report in the next event queued (DropNewest)
 	last     uint64        // Seq of the newest event queued
+	floor    uint64        // shared log: live events up to it are the subscriber's already (see Subscribe)
 	behind   bool          // Block on a shared log: new events wait in the history
 	feeding  bool          // on the bus's feed list
 	ended    bool
@@ -258,6 +259,12 @@ type outcome struct {
 // deliver queues a live event under the subscriber's policy. Called under
 // s.guard, with room in a Block subscriber unless the bus is on a shared log.
 func (s *Subscription[T]) deliver(ev *Event[T]) outcome {
+	if s.floor > 0 {
+		if ev.Seq <= s.floor {
+			return outcome{}
+		}
+		s.floor = 0
+	}
 	if s.tail != nil {
 		return s.deliverFront(*ev)
 	}
@@ -291,7 +298,7 @@ func (s *Subscription[T]) deliver(ev *Event[T]) outcome {
 // with nothing to decide: no tail, not behind, no loss to report, and room
 // known. deliver does the same in that case. Called under s.guard.
 func (s *Subscription[T]) plain() bool {
-	return s.tail == nil && !s.behind && s.skip == 0 && s.credit > 0
+	return s.tail == nil && !s.behind && s.skip == 0 && s.credit > 0 && s.floor == 0
 }
 
 // send puts a live event into the channel, which has room for it (roomy

@@ -52,6 +52,12 @@
 //  6. What holds instead of the in-process guarantees that cannot hold
 //     across processes is written below.
 //
+// A position ahead of a node: a subscriber that saw seq x on one node and
+// subscribes with bus.After(x) on a node that has not applied x yet gets
+// nothing up to x again, neither replayed nor live as the node catches up,
+// and then every event after x. To wait for the node first (bounded), call
+// Bus.WaitSeq(ctx, x) before Subscribe, as the bridge does.
+//
 // # What changes from the in-process bus
 //
 //   - Block cannot slow publishers on other nodes, and on a shared log it
