@@ -219,6 +219,50 @@ func TestGuarantee2ReplayOnAnotherNode(t *testing.T) {
 	}
 }
 
+// A position ahead of a node: a subscriber that saw seq x on one node and
+// subscribes with After(x) on a node that has not applied x gets nothing up
+// to x again as the node catches up, then every event after x.
+func TestAfterAheadOfLaggingNode(t *testing.T) {
+	noLeaks(t)
+	s, _ := single(t)
+	a := newBus(t, connect(t, s.URL()))
+	defer a.Close()
+	link := natstestProxy(t, s.URL())
+	b := newBus(t, connect(t, link.URL()))
+	defer b.Close()
+	for i := range 3 {
+		if _, err := a.Publish(context.Background(), "t", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBusSeq(t, b, 3)
+	link.Pause() // b hears of nothing more until Resume
+	var x uint64
+	for i := range 3 {
+		q, err := a.Publish(context.Background(), "t", 3+i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x = q
+	}
+	sub, err := b.Subscribe("t", bus.After(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if b.Seq() >= x || !sub.Recovered() {
+		t.Fatalf("node at %d (want behind %d), Recovered %v (want true)", b.Seq(), x, sub.Recovered())
+	}
+	link.Resume()
+	want, err := a.Publish(context.Background(), "t", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, sub); ev.Seq != want {
+		t.Fatalf("After(%d) on a lagging node: first event seq %d, want %d", x, ev.Seq, want)
+	}
+}
+
 // Guarantee 3: a restarted NATS server (same store) keeps the epoch and
 // the history, and the subscriptions go on with nothing lost or twice; a
 // restarted bus node gets the same epoch and History.
