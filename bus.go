@@ -506,7 +506,16 @@ func (b *Bus[T]) isClosed() bool {
 // locks.
 func (b *Bus[T]) plan(pattern string, from replayFrom, now time.Time) replayPlan[T] {
 	if len(b.shards) == 1 || isLiteral(pattern) {
-		return b.shardOf(pattern).hist.plan(pattern, from, now)
+		p := b.shardOf(pattern).hist.plan(pattern, from, now)
+		if len(b.shards) > 1 && from.kind != replayNone {
+			// The losses that count against every replay (with
+			// WithHistory(0), every event) are each shard's own.
+			for i := range b.shards {
+				h := b.shards[i].hist
+				p.lost.record(h.lost.seq, h.lost.time)
+			}
+		}
+		return p
 	}
 	p := replayPlan[T]{from: from}
 	if from.kind == replayNone {

@@ -144,6 +144,26 @@ func TestNoHistory(t *testing.T) {
 	}
 }
 
+// TestNoHistoryIsBusWide: with WithHistory(0) the answer is bus-wide: an
+// event published on one topic makes every replay whose range holds it
+// false, on any other topic too, whichever shard that topic is in.
+func TestNoHistoryIsBusWide(t *testing.T) {
+	b := newBus[int](t, WithHistory(0))
+	start := time.Now()
+	seq := mustPublish(t, b, "x", 1)
+	for i := range 64 { // 64 topics cover every shard
+		topic := fmt.Sprintf("t%d", i)
+		for _, opt := range []SubscribeOption{After(0), Last(1), Since(start), Latest()} {
+			if s := mustSubscribe(t, b, topic, opt); s.Recovered() {
+				t.Fatalf("Subscribe(%q, %v) after seq %d on x: Recovered true", topic, opt, seq)
+			}
+		}
+		if s := mustSubscribe(t, b, topic, After(seq)); !s.Recovered() {
+			t.Fatalf("Subscribe(%q, After(%d)): nothing in range, Recovered false", topic, seq)
+		}
+	}
+}
+
 func TestReplayDoesNotCountAgainstBuffer(t *testing.T) {
 	b := newBus[int](t)
 	for i := range 100 {
