@@ -697,11 +697,11 @@ func (b *Bus[T]) Stats() Stats {
 		st.Delivered += sh.counts.delivered
 		st.Dropped += sh.counts.dropped
 		st.Superseded += sh.counts.superseded
-		st.Topics += len(sh.hist.topics)
+		st.Topics += sh.hist.retainedTopics()
 		st.Retained += sh.hist.held
 	}
 	for name := range b.literal {
-		if b.shardOf(name).hist.topics[name] == nil {
+		if t := b.shardOf(name).hist.topics[name]; t == nil || t.remembered {
 			st.Topics++
 		}
 	}

@@ -82,14 +82,17 @@
 // Recovered says whether the replay is complete: it is false whenever an
 // event the option asked for is no longer retained, and never true when
 // something asked for was lost. Missing then bounds what may be missing:
-// only matching events with after < Seq < before. Without WithHistoryTTL and
-// WithMaxRetained it is exact per topic: a loss on one topic does not affect
-// a pattern that matches only others. With them, once every event of a topic
-// has gone the topic is forgotten (memory stays bounded) and its newest loss
-// is remembered for the whole bus: from then on a replay asking for events at
-// or before that loss reports false whatever its pattern, which may be
-// conservative; Latest, whose question is "is every matching topic's newest
-// event retained", then reports false for every pattern. With WithHistory(0)
+// only matching events with after < Seq < before. Without WithHistoryTTL it
+// is exact per topic: a loss on one topic does not affect a pattern that
+// matches only others. With WithMaxRetained(n) a topic whose every event was
+// evicted is remembered (its name and newest loss, not its events) so that
+// this stays true, up to n such topics; past that the oldest is forgotten, as
+// with WithHistoryTTL a topic is once every event has expired (memory stays
+// bounded). A forgotten topic's newest loss is remembered for the whole bus:
+// from then on a replay asking for events at or before that loss reports
+// false whatever its pattern, which may be conservative; Latest, whose
+// question is "is every matching topic's newest event retained", then
+// reports false for every pattern. With WithHistory(0)
 // nothing is retained and any replay option with something published in
 // range gives false. Last(n) asks for the n newest matching events ever
 // published, Latest for the newest of every matching topic.

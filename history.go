@@ -1,6 +1,9 @@
 package bus
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // history numbers events and keeps the newest ones of every topic for
 // replay: the in-memory side of the Log seam. In-process it numbers and
@@ -29,6 +32,14 @@ type history[T any] struct {
 	// whatever its pattern: the conservative case the package doc names.
 	lost loss
 
+	// emptied lists, oldest first, the topics that the bus-wide cap (without
+	// a TTL) emptied and that are still remembered, with their losses, so
+	// that Recovered stays exact per topic: at most cap of them (emptiedN),
+	// the oldest forgotten past that. Entries of topics that got events
+	// again are stale (remembered false) and skipped.
+	emptied  []*topicLog[T]
+	emptiedN int
+
 	// loadLost is the newest Seq a shared log skipped while this history was
 	// loading it: counted bus-wide, like lost, until loading ends and the
 	// skipped events are attributed to the topics that can have lost them.
@@ -52,11 +63,12 @@ func (l *loss) record(seq uint64, t time.Time) {
 
 // topicLog is one topic's retained events, oldest first, and its newest loss.
 type topicLog[T any] struct {
-	name      string
-	ring      ring[T]
-	lost      loss
-	node      *indexNode[T] // where the index holds it
-	forgotten bool          // dropped from the map: a route holding it must look again
+	name       string
+	ring       ring[T]
+	lost       loss
+	node       *indexNode[T] // where the index holds it
+	forgotten  bool          // dropped from the map: a route holding it must look again
+	remembered bool          // empty, kept for its loss (see history.emptied)
 }
 
 func newHistory[T any](max int, ttl time.Duration, capacity int) *history[T] {
@@ -91,6 +103,10 @@ func (h *history[T]) append(t *topicLog[T], ev *Event[T]) *topicLog[T] {
 	}
 	if t == nil || t.forgotten {
 		t = h.topic(ev.Topic)
+	}
+	if t.remembered { // events again: no longer one of the emptied
+		t.remembered = false
+		h.emptiedN--
 	}
 	if old, evicted := t.ring.push(ev, h.max); evicted {
 		t.lost.record(old.seq, old.time)
@@ -137,10 +153,40 @@ func (h *history[T]) dropOldest(t *topicLog[T]) {
 	old := t.ring.pop()
 	t.lost.record(old.Seq, old.Time)
 	h.held--
-	if t.ring.n == 0 {
+	switch {
+	case t.ring.n > 0:
+	case h.cap > 0 && h.ttl == 0:
+		h.remember(t)
+	default:
 		h.forget(t)
 	}
 }
+
+// remember keeps a topic that the bus-wide cap emptied, without its
+// events' memory, so that its loss stays its own; past cap such topics the
+// oldest is forgotten.
+func (h *history[T]) remember(t *topicLog[T]) {
+	t.ring = ring[T]{}
+	t.remembered = true
+	h.emptiedN++
+	h.emptied = append(h.emptied, t)
+	for h.emptiedN > h.cap {
+		old := h.emptied[0]
+		h.emptied[0] = nil
+		h.emptied = h.emptied[1:]
+		if old.remembered {
+			old.remembered = false
+			h.emptiedN--
+			h.forget(old)
+		}
+	}
+	if len(h.emptied) > 2*h.emptiedN+64 { // mostly stale: compact
+		h.emptied = slices.DeleteFunc(h.emptied, func(t *topicLog[T]) bool { return !t.remembered })
+	}
+}
+
+// retainedTopics counts the topics with retained events.
+func (h *history[T]) retainedTopics() int { return len(h.topics) - h.emptiedN }
 
 // forget drops an empty topic; its newest loss now counts bus-wide.
 func (h *history[T]) forget(t *topicLog[T]) {

@@ -379,6 +379,91 @@ func TestMaxRetained(t *testing.T) {
 	}
 }
 
+// TestMaxRetainedExactPerTopic: without a TTL, a topic that the bus-wide
+// cap emptied keeps its loss to itself: a pattern that matches only other
+// topics stays recovered, Latest included, while the emptied topic's own
+// replays say what is missing. The emptied topic is not counted in Stats.
+func TestMaxRetainedExactPerTopic(t *testing.T) {
+	b := newBus[int](t, WithMaxRetained(1))
+	a := mustPublish(t, b, "a", 0) // evicted by the next one
+	mustPublish(t, b, "b", 0)
+	for i, opt := range []SubscribeOption{After(0), Last(1), Since(time.Time{}), Latest()} {
+		s := mustSubscribe(t, b, "b", opt)
+		if !s.Recovered() || len(drain(s)) != 1 {
+			after, before := s.Missing()
+			t.Fatalf("b kept its one event; option %d: Recovered false, Missing (%d, %d)", i, after, before)
+		}
+		s.Close()
+		s = mustSubscribe(t, b, "a", opt)
+		if s.Recovered() {
+			t.Fatalf("a lost its one event; option %d: Recovered true", i)
+		} else if after, before := s.Missing(); before != a+1 {
+			t.Fatalf("a, option %d: Missing (%d, %d), want before %d", i, after, before, a+1)
+		}
+		s.Close()
+	}
+	if s := mustSubscribe(t, b, ">", After(0)); s.Recovered() {
+		t.Fatal("> matches a, which lost an event: Recovered true")
+	}
+	if st := b.Stats(); st.Topics != 1 || st.Retained != 1 { // b; a has no event and no literal subscription
+		t.Fatalf("Stats: %d topics, %d retained; want 1 and 1", st.Topics, st.Retained)
+	}
+	// Events again on a: it is retained once more, its newest too.
+	mustPublish(t, b, "a", 1)
+	if s := mustSubscribe(t, b, "a", Latest()); !s.Recovered() {
+		t.Fatal("a holds its newest event again: Latest not recovered")
+	}
+}
+
+// TestMaxRetainedRemembersBoundedly: at most the cap's number of emptied
+// topics are remembered; past it the oldest is forgotten and its loss counts
+// for every pattern (conservative, never dishonest). A random walk over a
+// few topics (never more emptied than the cap) must be exact both ways;
+// over many it must stay honest.
+func TestMaxRetainedRemembersBoundedly(t *testing.T) {
+	for _, tc := range []struct {
+		topics int
+		exact  bool
+	}{{6, true}, {60, false}} {
+		t.Run(fmt.Sprint(tc.topics), func(t *testing.T) {
+			const capacity = 8
+			b := newBus[int](t, WithHistory(3), WithMaxRetained(capacity))
+			rng := rand.New(rand.NewPCG(1, uint64(tc.topics)))
+			published := map[string][]uint64{} // every event ever, by topic
+			for i := range 600 {
+				topic := fmt.Sprintf("t%d", rng.IntN(tc.topics))
+				published[topic] = append(published[topic], mustPublish(t, b, topic, i))
+				if h := b.shards[0].hist; h.emptiedN > capacity || h.retainedTopics() < 0 {
+					t.Fatalf("%d emptied topics remembered, cap %d", h.emptiedN, capacity)
+				}
+				if i%20 != 0 {
+					continue
+				}
+				for topic, all := range published {
+					x := all[rng.IntN(len(all))] - uint64(rng.IntN(2))
+					var want []uint64
+					for _, q := range all {
+						if q > x {
+							want = append(want, q)
+						}
+					}
+					s := mustSubscribe(t, b, topic, After(x))
+					got := seqs(drain(s))
+					s.Close()
+					complete := slices.Equal(got, want)
+					if s.Recovered() && !complete {
+						t.Fatalf("%s After(%d): Recovered with %v, want %v", topic, x, got, want)
+					}
+					if tc.exact && !s.Recovered() && complete {
+						after, before := s.Missing()
+						t.Fatalf("%s After(%d): got all of %v, yet Recovered false, Missing (%d, %d)", topic, x, want, after, before)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestPage: pages of older history against the retained events.
 func TestPage(t *testing.T) {
 	b := newBus[int](t, WithHistory(5))

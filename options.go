@@ -57,10 +57,12 @@ func WithHistoryTTL(d time.Duration) Option {
 
 // WithMaxRetained caps the events retained over all topics together at n:
 // past it the oldest retained event, whatever its topic, is evicted first.
-// Recovered stays honest: an eviction counts as a loss of its topic, and a
-// topic left with no event is forgotten, its loss then counting for every
-// replay (conservatively, as with WithHistoryTTL). 0, the default, sets no
-// bus-wide cap; a negative n counts as 0.
+// Recovered stays honest and exact per topic: an eviction counts as a loss
+// of its topic, and a topic left with no event is remembered (its name and
+// newest loss) for that, up to n such topics. Past n the oldest is
+// forgotten, its loss then counting for every replay (conservatively, as
+// with WithHistoryTTL). 0, the default, sets no bus-wide cap; a negative n
+// counts as 0.
 func WithMaxRetained(n int) Option {
 	return func(c *busConfig) { c.maxRetained = n }
 }
@@ -172,7 +174,7 @@ func Since(t time.Time) SubscribeOption {
 // order, then goes live: the current value of every state topic. Recovered
 // is false when a matching topic's newest event was published but is no
 // longer retained (which, once a topic has been forgotten, is not known per
-// topic: see the package doc). Of several replay options the last one wins.
+// topic: see the package doc and WithMaxRetained). Of several replay options the last one wins.
 func Latest() SubscribeOption {
 	return func(c *subConfig) { c.from = replayFrom{kind: replayLatest} }
 }

@@ -55,7 +55,9 @@ func (h *history[T]) collect(p *replayPlan[T], pattern string, now time.Time) {
 	from := p.from
 	h.expire(now)
 	for _, t := range h.matching(pattern, nil) {
-		if from.kind != replayLatest { // Latest asks only for newest events, always retained
+		// Latest asks only for newest events, retained unless the topic
+		// was emptied (a remembered topic: see history.emptied).
+		if from.kind != replayLatest || t.ring.n == 0 {
 			p.lost.record(t.lost.seq, t.lost.time)
 		}
 		if sp := spanFor(&t.ring, from); sp.end > sp.next {
@@ -282,8 +284,9 @@ func (p *replayPlan[T]) recovered(first uint64) bool {
 		// than n are retained, is one of them.
 		return p.count >= from.last && lost.seq < first
 	case replayLatest:
-		// A retained topic's newest event is always retained; a forgotten
-		// topic's is not, and which topics were forgotten is not known.
+		// A retained topic's newest event is always retained; an emptied
+		// one's is not (collected as its loss), and neither is a forgotten
+		// topic's, which topics were forgotten being not known.
 		return false
 	}
 	return true
