@@ -100,9 +100,10 @@
 // subscription and one goroutine, whatever the number of its clients; many
 // per-user patterns cost one each. An idle connection costs melody's two
 // goroutines and no more, and holds no write buffer (about 20 KB resident
-// with its HTTP server's share, a little under raw melody's: BENCHMARKS.md;
-// the handshake is written through a small buffer of the bridge's, so the
-// server's 4 KB writer, kept for the whole session, stays untouched): a connection's frames
+// with its HTTP server's share, a little under raw melody's: see
+// BENCHMARKS.md; the handshake goes through a small buffer of the bridge's,
+// so the server's 4 KB writer, kept for the whole session, stays
+// untouched): a connection's frames
 // are written by a writer goroutine of its own that runs only while there
 // is something to send, and takes everything queued by the time it runs
 // into one frame. So events that arrive while it waits for the CPU or the
