@@ -128,6 +128,10 @@ func defaultAuthorize(_ any, a Action, _ string) error {
 // WithAuthenticate runs fn on every connection request before the WebSocket
 // upgrade. An error answers 401 and no socket is opened; otherwise the
 // identity is kept for the connection's life and passed to the authorizer.
+// fn also runs for the plain GET with which the JS client asks why a
+// handshake failed (the probe, PROTOCOL.md): a refused browser's attempt
+// calls it twice, so count or rate-limit logins on the request's Upgrade
+// header (websocket.IsWebSocketUpgrade) if that matters.
 func WithAuthenticate(fn func(r *http.Request) (identity any, err error)) Option {
 	return func(c *config) { c.authenticate = fn }
 }
