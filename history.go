@@ -35,10 +35,11 @@ type history[T any] struct {
 	// emptied lists, oldest first, the topics that the bus-wide cap (without
 	// a TTL) emptied and that are still remembered, with their losses, so
 	// that Recovered stays exact per topic: at most cap of them (emptiedN),
-	// the oldest forgotten past that. Entries of topics that got events
-	// again are stale (remembered false) and skipped.
-	emptied  []*topicLog[T]
-	emptiedN int
+	// the oldest forgotten past that. An entry whose topic got events again
+	// (and perhaps was emptied again since, with a later entry) is stale.
+	emptied    []emptiedEntry[T]
+	emptiedN   int
+	emptyStamp uint64 // numbers the entries
 
 	// loadLost is the newest Seq a shared log skipped while this history was
 	// loading it: counted bus-wide, like lost, until loading ends and the
@@ -69,7 +70,17 @@ type topicLog[T any] struct {
 	node       *indexNode[T] // where the index holds it
 	forgotten  bool          // dropped from the map: a route holding it must look again
 	remembered bool          // empty, kept for its loss (see history.emptied)
+	emptiedAt  uint64        // the stamp of its entry in history.emptied, while remembered
 }
+
+// emptiedEntry is one topic the cap emptied, as history.emptied lists it.
+type emptiedEntry[T any] struct {
+	t     *topicLog[T]
+	stamp uint64
+}
+
+// current reports whether the entry is its topic's, still remembered.
+func (e emptiedEntry[T]) current() bool { return e.t.remembered && e.t.emptiedAt == e.stamp }
 
 func newHistory[T any](max int, ttl time.Duration, capacity int) *history[T] {
 	return &history[T]{max: max, ttl: ttl, cap: capacity, topics: make(map[string]*topicLog[T])}
@@ -167,21 +178,22 @@ func (h *history[T]) dropOldest(t *topicLog[T]) {
 // oldest is forgotten.
 func (h *history[T]) remember(t *topicLog[T]) {
 	t.ring = ring[T]{}
-	t.remembered = true
+	h.emptyStamp++
+	t.remembered, t.emptiedAt = true, h.emptyStamp
 	h.emptiedN++
-	h.emptied = append(h.emptied, t)
+	h.emptied = append(h.emptied, emptiedEntry[T]{t, h.emptyStamp})
 	for h.emptiedN > h.cap {
 		old := h.emptied[0]
-		h.emptied[0] = nil
+		h.emptied[0] = emptiedEntry[T]{}
 		h.emptied = h.emptied[1:]
-		if old.remembered {
-			old.remembered = false
+		if old.current() {
+			old.t.remembered = false
 			h.emptiedN--
-			h.forget(old)
+			h.forget(old.t)
 		}
 	}
 	if len(h.emptied) > 2*h.emptiedN+64 { // mostly stale: compact
-		h.emptied = slices.DeleteFunc(h.emptied, func(t *topicLog[T]) bool { return !t.remembered })
+		h.emptied = slices.DeleteFunc(h.emptied, func(e emptiedEntry[T]) bool { return !e.current() })
 	}
 }
 

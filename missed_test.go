@@ -415,6 +415,28 @@ func TestMaxRetainedExactPerTopic(t *testing.T) {
 	}
 }
 
+// TestMaxRetainedForgetsTheOldestEmptied: past the bound the topic emptied
+// longest ago is forgotten, not one that was emptied, refilled and emptied
+// again since (its first entry is stale).
+func TestMaxRetainedForgetsTheOldestEmptied(t *testing.T) {
+	b := newBus[int](t, WithMaxRetained(2))
+	for _, topic := range []string{"a", "b", "c", "a", "d", "e"} { // seqs 1..6
+		mustPublish(t, b, topic, 0)
+	}
+	// Emptied in turn: a (seq 1), b (2), c (3), a again (4). Remembered: two,
+	// c and a; b is forgotten, so its loss (seq 2) counts for every pattern.
+	if s := mustSubscribe(t, b, "d", After(3)); !s.Recovered() {
+		after, before := s.Missing()
+		t.Fatalf("d After(3): Recovered false, Missing (%d, %d): a was forgotten instead of b", after, before)
+	}
+	if s := mustSubscribe(t, b, "d", After(1)); s.Recovered() {
+		t.Fatal("d After(1): b was forgotten with its loss at seq 2, Recovered should be (conservatively) false")
+	}
+	if s := mustSubscribe(t, b, "a", After(3)); s.Recovered() {
+		t.Fatal("a After(3): a lost seq 4, Recovered true")
+	}
+}
+
 // TestMaxRetainedRemembersBoundedly: at most the cap's number of emptied
 // topics are remembered; past it the oldest is forgotten and its loss counts
 // for every pattern (conservative, never dishonest). A random walk over a
