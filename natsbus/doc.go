@@ -40,8 +40,9 @@
 //     wraps ErrNotStored (it was not stored: safe to retry), or wraps
 //     bus.ErrUncertain (it may have been stored): retrying with the same
 //     id (Bus.PublishID) within the dedup window never stores it twice and
-//     returns its Seq. An id is deduplicated by the stream, across nodes;
-//     the same id on another topic is refused with bus.ErrIDReused.
+//     returns its Seq, across server restarts too (see the id ledger
+//     below). An id is deduplicated by the stream, across nodes; the same
+//     id on another topic is refused with bus.ErrIDReused.
 //  5. Outages. While NATS is unreachable, Publish fails within its ctx and
 //     subscriptions stay open; when it is back, every node resumes after
 //     the last event it applied: nothing lost, nothing twice. A node that
@@ -148,8 +149,9 @@
 //     power loss can lose the last acknowledged events, which natsbus then
 //     detects as a rewind and turns into a new epoch); with R3 a write is
 //     on a majority before it is acknowledged.
-//   - Permissions, if the account restricts them: publish to "<stream>.>"
-//     and "$JS.API.>", subscribe to "_whalesong.<stream>.>" and "_INBOX.>".
+//   - Permissions, if the account restricts them: publish to "<stream>.>",
+//     "_whalesong_ids.<stream>.>" and "$JS.API.>", subscribe to
+//     "_whalesong.<stream>.>" and "_INBOX.>".
 //   - The stream: New creates it. One that exists must agree with the
 //     options (history, TTL, replicas, subjects, republish, dedup window,
 //     nothing that deletes messages): otherwise New fails with
@@ -158,6 +160,18 @@
 //   - The dedup window (the stream's Duplicates) is 5 minutes, or the TTL if
 //     shorter: retry an uncertain publish within it. One Publish retries its
 //     id for at most half of it (and 5 s when ctx has no deadline).
+//   - The id ledger: a second stream, "<stream>_IDS", that New creates
+//     beside the first, holds one small message per caller publish id
+//     (Bus.PublishID, the bridge's client publishes) for the dedup window.
+//     JetStream rebuilds its own dedup after a restart only from the
+//     messages it still stores, so without the ledger an id whose event
+//     WithHistory had evicted would be stored again by a retry after a
+//     server restart. PublishID asks the ledger first (one request more;
+//     if the ledger cannot be read within half the publish's time, nothing
+//     is sent and the error wraps ErrNotStored) and records the id once
+//     stored (one more). What is left: an id whose first try's ack was lost
+//     and whose event is evicted and its server restarted before the retry
+//     within that same publish, a window of milliseconds.
 //
 // # Cost
 //

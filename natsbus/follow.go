@@ -195,7 +195,9 @@ func (f *follower[T]) readStream() (*jetstream.StreamInfo, error) {
 	}
 	info := s.CachedInfo()
 	f.created = info.Created
-	if ep := epochOf(info); ep != f.epoch {
+	ep := epochOf(info)
+	f.l.epoch.Store(&ep)
+	if ep != f.epoch {
 		if f.epoch != "" {
 			f.l.cfg.logger.Warn("natsbus: new epoch", "stream", f.l.cfg.stream, "old", f.epoch, "new", ep)
 		}

@@ -26,6 +26,16 @@ type natsLog[T any] struct {
 
 	mu     sync.Mutex
 	resume resumePoint // guarded by mu: where the last Follow stopped
+
+	epoch atomic.Pointer[string] // the stream's incarnation, as a follower last read it (ids.go)
+}
+
+// epochNow is the stream's epoch as a follower last read it ("" before).
+func (l *natsLog[T]) epochNow() string {
+	if e := l.epoch.Load(); e != nil {
+		return *e
+	}
+	return ""
 }
 
 // resumePoint remembers the Nats-Msg-Id of the last message a follower
@@ -46,6 +56,9 @@ func newLog[T any](ctx context.Context, nc *nats.Conn, cfg config) (*natsLog[T],
 		return nil, fmt.Errorf("%w: %w", ErrStream, err)
 	}
 	if _, err := ensureStream(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	if err := ensureIDs(ctx, js, cfg); err != nil {
 		return nil, err
 	}
 	return &natsLog[T]{nc: nc, js: js, cfg: cfg, prefix: cfg.prefix(), loaded: make(chan struct{})}, nil

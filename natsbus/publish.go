@@ -51,28 +51,51 @@ const (
 // every try of one id is stored at most once within the dedup window, and
 // returns its Seq. It tries again while ctx allows (5s without a deadline,
 // never past half the dedup window). An error wraps ErrNotStored when no
-// try can have been stored, and bus.ErrUncertain otherwise.
+// try can have been stored, and bus.ErrUncertain otherwise. A caller id is
+// looked up in the id ledger first, and recorded there once stored (see
+// ids.go): a publish that cannot read the ledger sends nothing.
 func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint64, error) {
-	payload, err := l.cfg.codec.Marshal(data)
+	msg, mid, err := l.message(id, topic, data)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w: encode an event for %s: %w", ErrNotStored, ErrCodec, quote(topic), err)
+		return 0, err
 	}
-	mid := msgID(id)
-	msg := &nats.Msg{
-		Subject: l.prefix + topic,
-		Data:    payload,
-		Header:  nats.Header{jetstream.MsgIDHeader: {mid}, jetstream.ExpectedStreamHeader: {l.cfg.stream}},
+	if id != "" { // a caller id may be a retry of one stored long ago (see ids.go)
+		seq, err := l.lookupID(ctx, mid, topic)
+		if err != nil {
+			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
+		}
+		if seq > 0 {
+			return seq, nil
+		}
 	}
 	seq, dup, err := l.publish(ctx, msg)
 	if err != nil {
 		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
 	}
-	if dup && id != "" {
+	if id == "" {
+		return seq, nil
+	}
+	if dup {
 		if err := l.checkReuse(ctx, seq, msg.Subject); err != nil {
 			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
 		}
 	}
+	l.recordID(ctx, mid, idEntry{Epoch: l.epochNow(), Seq: seq, Topic: topic})
 	return seq, nil
+}
+
+// message builds the stream message of one event, and its Nats-Msg-Id.
+func (l *natsLog[T]) message(id, topic string, data T) (*nats.Msg, string, error) {
+	payload, err := l.cfg.codec.Marshal(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w: encode an event for %s: %w", ErrNotStored, ErrCodec, quote(topic), err)
+	}
+	mid := msgID(id)
+	return &nats.Msg{
+		Subject: l.prefix + topic,
+		Data:    payload,
+		Header:  nats.Header{jetstream.MsgIDHeader: {mid}, jetstream.ExpectedStreamHeader: {l.cfg.stream}},
+	}, mid, nil
 }
 
 // checkReuse refuses a duplicate whose first event went to another topic:
