@@ -103,6 +103,19 @@ func BenchmarkPublish(b *testing.B) {
 				}
 				lat.report(b)
 			})
+			// With a caller id: the id ledger is asked first and told after.
+			b.Run("bus-id", func(b *testing.B) {
+				lat := make(latencies, 0, b.N)
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					start := time.Now()
+					if _, err := bb.PublishID(ctx, fmt.Sprintf("bench-%d", i), "bench", payload{Text: "hello, world", N: i}); err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Since(start))
+				}
+				lat.report(b)
+			})
 		})
 	}
 }
