@@ -269,7 +269,7 @@ export interface SubscribeOptions {
   after?: number | { epoch?: string; seq: number };
   /** The last n retained matching events, then live. */
   last?: number;
-  /** Retained events at or after this time (Date, RFC 3339 string or epoch ms), then live. */
+  /** Retained events at or after this time (Date, RFC 3339 string or epoch ms), then live. An RFC 3339 string is sent as given, so up to nanoseconds count (a Date holds milliseconds). */
   since?: Date | string | number;
   /** The newest retained event of every matching topic, in seq order, then live (state topics: prices, cursors, progress). */
   latest?: boolean;

@@ -1516,11 +1516,22 @@ function subscribeOptions(opts) {
     if (!Number.isInteger(o.last) || o.last < 0) throw new TypeError("whalesong: last must be an integer >= 0");
     intent = { last: o.last };
   } else {
-    const t = new Date(o.since);
-    if (Number.isNaN(t.getTime())) throw new TypeError("whalesong: since must be a Date, a date string or milliseconds");
-    intent = { since: t.toISOString() };
+    intent = { since: sinceTime(o.since) };
   }
   return { ...none, intent, fallback: intent };
+}
+
+// sinceTime is the RFC 3339 time a since option names. An RFC 3339 string
+// goes as it is, so that a time the server wrote with nanoseconds keeps
+// them (a Date holds milliseconds: earlier events of the same millisecond
+// would be replayed); any other date string, a Date or milliseconds go
+// through Date.
+const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+function sinceTime(since) {
+  if (typeof since === "string" && rfc3339.test(since) && parseTime(since) !== null) return since;
+  const t = new Date(since);
+  if (Number.isNaN(t.getTime())) throw new TypeError("whalesong: since must be a Date, a date string or milliseconds");
+  return t.toISOString();
 }
 
 // parseTime reads an RFC 3339 time with up to nanoseconds (Go's format);

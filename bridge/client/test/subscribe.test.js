@@ -26,7 +26,10 @@ test("subscribe sends one sub frame per resume option after hello", () => {
     { name: "after position", opts: { after: { epoch: EPOCH, seq: 7 } }, want: { after: { epoch: EPOCH, seq: 7 } } },
     { name: "last", opts: { last: 50 }, want: { last: 50 } },
     { name: "since date", opts: { since: new Date("2026-11-27T17:00:00Z") }, want: { since: "2026-11-27T17:00:00.000Z" } },
-    { name: "since string", opts: { since: "2026-11-27T17:00:00Z" }, want: { since: "2026-11-27T17:00:00.000Z" } },
+    { name: "since string", opts: { since: "2026-11-27T17:00:00Z" }, want: { since: "2026-11-27T17:00:00Z" } },
+    { name: "since string with nanoseconds", opts: { since: "2026-11-27T17:00:00.123456789+01:00" }, want: { since: "2026-11-27T17:00:00.123456789+01:00" } },
+    { name: "since other date string", opts: { since: "27 Nov 2026 17:00:00 GMT" }, want: { since: "2026-11-27T17:00:00.000Z" } },
+    { name: "since milliseconds", opts: { since: Date.UTC(2026, 10, 27, 17) }, want: { since: "2026-11-27T17:00:00.000Z" } },
   ];
   for (const c of table) {
     const { client, ws } = setup();
