@@ -201,8 +201,10 @@ export interface ConnectOptions {
    */
   storage?: "session" | StorageLike | null;
   /**
-   * Storage key prefix; the key of a position is prefix + pattern. Give each
-   * bridge its own prefix when a page talks to several.
+   * Storage key prefix; the key of a position is prefix + pattern (for a
+   * second live subscription of the same pattern prefix + pattern + " 2",
+   * and so on: each keeps its own). Give each bridge its own prefix when a
+   * page talks to several.
    * @default "whalesong:"
    */
   storagePrefix?: string;

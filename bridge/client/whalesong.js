@@ -56,7 +56,7 @@ export const DEFAULTS = Object.freeze({
   rateLimitQuiet: 30000, // careful publishing ends after this long without a refusal
   maxQueue: 1000, // publishes waiting for an answer (offline or in flight); history requests likewise
   maxInFlight: 16, // publishes sent and not yet answered
-  storagePrefix: "whalesong:", // sessionStorage key prefix (key = prefix + pattern)
+  storagePrefix: "whalesong:", // sessionStorage key prefix (key = prefix + pattern; see #storageKey)
 });
 
 /** No reconnect delay is ever shorter than this, whatever the options say. */
@@ -297,6 +297,8 @@ export class Subscription {
     this.pattern = init.pattern;
     /** @type {string} the client-chosen subscription id on the wire */
     this.id = init.id;
+    /** @internal its storage key (see Client.#storageKey) */
+    this._key = init.key;
     this.handler = init.handler;
     this.#intent = init.intent || null;
     this.#fallback = init.fallback || null;
@@ -899,15 +901,17 @@ export class Client {
     if (typeof pattern !== "string" || pattern === "") throw new TypeError("whalesong: pattern must be a non-empty string");
     if (typeof handler !== "function") throw new TypeError("whalesong: handler must be a function");
     const { intent, fallback, position, conflate } = subscribeOptions(opts);
+    const key = this.#storageKey(pattern);
     const sub = new Subscription({
       client: this,
       id: `s${++this.#seq}`,
       pattern,
+      key,
       handler,
       intent,
       fallback,
       conflate,
-      position: this.#loadPosition(pattern) || position,
+      position: this.#loadPosition(key) || position,
     });
     if (this.#phase === "closed") {
       sub._ended("closed", new WhalesongError("closed", "the client is closed"));
@@ -1390,7 +1394,7 @@ export class Client {
     if (!r) return;
     this.#subs.delete(sub.id);
     this.#dirty.delete(sub);
-    if (this.#storage) quietly(() => this.#storage.removeItem(this.#o.storagePrefix + sub.pattern));
+    if (this.#storage) quietly(() => this.#storage.removeItem(sub._key));
     if (r.unsub) {
       const id = `r${++this.#seq}`;
       this.#requests.set(id, { unsub: sub });
@@ -1400,9 +1404,24 @@ export class Client {
 
   // ---- positions in storage ----
 
-  #loadPosition(pattern) {
+  // #storageKey is where a new subscription of pattern keeps its position:
+  // prefix + pattern for the first live one, then prefix + pattern + " 2",
+  // " 3"... (a pattern has no space) for more at the same time, the
+  // smallest number no live one holds. So two subscriptions of one pattern
+  // neither overwrite nor forget each other's position, and a page that
+  // makes them in the same order after a reload finds each its own.
+  #storageKey(pattern) {
+    const taken = new Set();
+    for (const s of this.#subs.values()) if (s.pattern === pattern) taken.add(s._key);
+    const base = this.#o.storagePrefix + pattern;
+    let key = base;
+    for (let n = 2; taken.has(key); n++) key = `${base} ${n}`;
+    return key;
+  }
+
+  #loadPosition(key) {
     if (!this.#storage) return null;
-    const raw = quietly(() => this.#storage.getItem(this.#o.storagePrefix + pattern));
+    const raw = quietly(() => this.#storage.getItem(key));
     if (typeof raw !== "string") return null;
     try {
       const p = JSON.parse(raw);
@@ -1422,7 +1441,7 @@ export class Client {
       const p = sub.position;
       if (sub.state === "ended" || !p || !p.epoch) continue;
       const value = JSON.stringify({ epoch: p.epoch, seq: p.seq });
-      quietly(() => this.#storage.setItem(this.#o.storagePrefix + sub.pattern, value));
+      quietly(() => this.#storage.setItem(sub._key, value));
     }
   }
 

@@ -121,3 +121,31 @@ test('storage "session" where there is no sessionStorage (Node) just does not pe
   ws().events([[s.id], 1, 0]);
   assert.equal(s.lastSeq, 1);
 });
+
+test("two subscriptions of one pattern keep a position each, and unsubscribing one leaves the other's", () => {
+  const storage = new FakeStorage();
+  const one = setup({ storage });
+  const a = one.client.subscribe("t.>", () => {}, { after: 0 });
+  const b = one.client.subscribe("t.>", () => {});
+  one.ws().hello();
+  one.ws().ack(a.id, { from: 0 });
+  one.ws().ack(b.id, { from: 5 });
+  one.ws().events([[a.id], 1, 0], [[a.id, b.id], 6, 0]);
+  assert.deepEqual(JSON.parse(storage.getItem("whalesong:t.>")), { epoch: EPOCH, seq: 6 });
+  assert.deepEqual(JSON.parse(storage.getItem("whalesong:t.> 2")), { epoch: EPOCH, seq: 6 });
+  one.ws().events([[b.id], 7, 0]);
+  assert.deepEqual(JSON.parse(storage.getItem("whalesong:t.>")), { epoch: EPOCH, seq: 6 }, "b's event moves only b's position");
+  assert.deepEqual(JSON.parse(storage.getItem("whalesong:t.> 2")), { epoch: EPOCH, seq: 7 });
+  b.unsubscribe();
+  assert.equal(storage.getItem("whalesong:t.> 2"), null);
+  assert.ok(storage.getItem("whalesong:t.>"), "a's position stays while a lives");
+  one.client.close();
+
+  const two = setup({ storage }); // a reload that makes them again, in the same order
+  two.client.subscribe("t.>", () => {}, { after: 0 });
+  two.client.subscribe("t.>", () => {});
+  two.ws().hello();
+  const [fa, fb] = two.ws().frames("sub");
+  assert.deepEqual(fa.after, { epoch: EPOCH, seq: 6 }, "the first resumes from its own position");
+  assert.equal(fb.after, undefined, "the second, unsubscribed before, starts as asked");
+});
