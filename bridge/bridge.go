@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -260,9 +261,20 @@ func (br *Bridge[T]) shutdown() {
 	// No session is left in melody, so its hub can stop without racing a
 	// session that unregisters (melody would block that one forever).
 	_ = br.m.Close()
+	br.waitHub()
 	br.watchWG.Wait() // br.cancel ended it
 	br.expWG.Wait()   // and it
 	br.fanWG.Wait()
+}
+
+// waitHub waits until melody's hub goroutine has handled Close: melody's
+// Close only hands it the exit message, and offers nothing to wait on but
+// IsClosed, which turns true under the hub's lock as its last step (the
+// goroutine returns right after releasing it).
+func (br *Bridge[T]) waitHub() {
+	for !br.m.IsClosed() {
+		runtime.Gosched()
+	}
 }
 
 // waitConns waits for every admitted request to end. Once the write

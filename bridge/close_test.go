@@ -1,9 +1,11 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -174,5 +176,25 @@ func testStats(t *testing.T) {
 	synctest.Wait()
 	if st := s.br.Stats(); st.Clients != 1 || st.Subscriptions != 1 || st.Patterns != 1 {
 		t.Fatalf("after a left: %+v", st)
+	}
+}
+
+// TestCloseWaitsForMelodysHub: Close returns once melody's hub goroutine
+// has handled its exit (melody's own Close only hands it the message), so
+// that no goroutine of melody's is found running when Close returns.
+func TestCloseWaitsForMelodysHub(t *testing.T) {
+	b := bus.New[msg]()
+	defer b.Close()
+	found := 0
+	for range 200 {
+		br := New(b)
+		_ = br.Close()
+		buf := make([]byte, 1<<20)
+		if bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("melody.(*hub).run")) {
+			found++
+		}
+	}
+	if found > 0 {
+		t.Fatalf("in %d of 200 rounds melody's hub was still running when Close returned", found)
 	}
 }
