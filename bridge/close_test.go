@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/gorilla/websocket"
 	bus "github.com/whalesong/bus"
 	"github.com/whalesong/bus/bridge/internal/wstest"
 )
@@ -196,5 +198,43 @@ func TestCloseWaitsForMelodysHub(t *testing.T) {
 	}
 	if found > 0 {
 		t.Fatalf("in %d of 200 rounds melody's hub was still running when Close returned", found)
+	}
+}
+
+// TestGoingAwayReachesAClientStillSending: a client whose frames the server
+// has not read yet (its read loop waits in a publish while it goes on
+// sending), and which is behind on its events, still gets its 1001 at
+// Close. Closing the socket outright with its bytes unread makes the kernel
+// reset the connection and throw away what it has not sent yet, the close
+// frame with it; the bridge half-closes it instead and drains (see
+// wire.Close).
+func TestGoingAwayReachesAClientStillSending(t *testing.T) {
+	for round := range 5 {
+		b := bus.New[msg]()
+		full, err := b.Subscribe("r.y", bus.WithBuffer(1)) // Block, never read: the second publish waits
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newServerWith(t, b, wstest.Options{SendBuffer: 4096}, WithAuthorize(allowAll), WithPublishRate(1e6, 1e6))
+		cl := s.dialWith(t, wstest.DialOptions{RecvBuffer: 4096})
+		cl.sub("s", "r.x", nil)
+		for range 300 { // the client reads none of it yet: the server's send queue fills
+			s.publish("r.x", msg{Text: strings.Repeat("e", 200)})
+		}
+		for i := range 200 { // the first fills full, the second waits; the rest stay unread
+			cl.send(fmt.Sprintf(`{"op":"pub","id":"p%d","topic":"r.y","data":{"text":%q}}`, i, strings.Repeat("x", 500)))
+		}
+		waitFor(t, "a publish waiting for room", func() bool { return full.Pending() == 1 })
+		closed := make(chan error, 1)
+		go func() { closed <- s.br.Close() }()
+		code := cl.closeCodeQuiet()
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		if code != websocket.CloseGoingAway {
+			t.Fatalf("round %d: a client still sending got close code %d at Close, want 1001", round, code)
+		}
+		full.Close()
+		_ = b.Close()
 	}
 }

@@ -240,7 +240,7 @@ func (s *session[T]) end(e ending) bool {
 // write that blocks fails.
 func (s *session[T]) drop() {
 	if s.wire != nil {
-		_ = s.wire.Close()
+		_ = s.wire.closeNow()
 	}
 }
 
@@ -271,6 +271,7 @@ func (s *session[T]) connected(ms *melody.Session) {
 // disconnected runs once the connection is gone: the session leaves the
 // registry and every fanout, and its queue is released.
 func (s *session[T]) disconnected() {
+	_ = s.wire.closeNow() // the read loop is over: so is the connection (see wire.Close)
 	s.mu.Lock()
 	st := s.dieLocked(noEnd) // starts no writer but to send a hello not yet taken
 	n := len(s.subs)

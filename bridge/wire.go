@@ -23,6 +23,44 @@ type wire struct {
 	net.Conn
 	mu       sync.Mutex   // makes each write whole
 	deadline atomic.Int64 // gorilla's write deadline (unix ns; 0: none)
+	closing  atomic.Bool  // Close half-closed it: reads drain until closeLinger
+}
+
+// closeLinger is how long a socket that sent its close frame keeps reading
+// what the client sent before it saw that frame, and its answer.
+const closeLinger = 250 * time.Millisecond
+
+// Close is gorilla's, right after the close frame (melody's write loop ends
+// with it). Closing the socket outright with bytes from the client still
+// unread (a client that went on publishing while its read loop waited)
+// makes the kernel reset the connection, and the reset can destroy the
+// close frame before the client reads it. So a TCP socket is half-closed
+// instead: the close frame is followed by a FIN, and the read loop drains
+// for up to closeLinger, until the client answers or goes; disconnected
+// then closes it for good (closeNow). Other sockets close at once.
+func (w *wire) Close() error {
+	cw, ok := w.Conn.(interface{ CloseWrite() error })
+	if !ok || !w.closing.CompareAndSwap(false, true) {
+		return w.Conn.Close()
+	}
+	_ = w.Conn.SetReadDeadline(time.Now().Add(closeLinger))
+	if err := cw.CloseWrite(); err != nil {
+		return w.Conn.Close()
+	}
+	return nil
+}
+
+// closeNow closes the socket at once: when the connection is over, and to
+// drop a client that does not take its close frame.
+func (w *wire) closeNow() error { return w.Conn.Close() }
+
+// SetReadDeadline is gorilla's (melody's pong handler extends it), except
+// once Close half-closed the socket: then its linger bounds the reads.
+func (w *wire) SetReadDeadline(t time.Time) error {
+	if w.closing.Load() {
+		return nil
+	}
+	return w.Conn.SetReadDeadline(t)
 }
 
 // Write is gorilla's write of one whole frame (or of the handshake's
@@ -54,7 +92,7 @@ func (w *wire) SetWriteDeadline(t time.Time) error {
 // SetWriteDeadline does.
 func (w *wire) SetDeadline(t time.Time) error {
 	_ = w.SetWriteDeadline(t)
-	return w.Conn.SetReadDeadline(t)
+	return w.SetReadDeadline(t)
 }
 
 // writeFrame writes frame, a whole WebSocket frame (header included), that

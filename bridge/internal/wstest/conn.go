@@ -1,6 +1,7 @@
 package wstest
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -39,6 +40,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.rec.write(p)
 	c.mu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// CloseWrite half-closes a TCP connection, as the bridge does after its
+// close frame; over an in-memory one it reports errors.ErrUnsupported.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // hold waits out the delay and the stall, until the write deadline passes
