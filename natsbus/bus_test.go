@@ -336,6 +336,67 @@ func TestPublishIDAfterEvictionAndRestart(t *testing.T) {
 	}
 }
 
+// An id used before the stream was deleted and recreated is a new id in
+// the new epoch: never answered with the old epoch's seq (even by a bus
+// that has not followed the stream into the new epoch yet), and recorded
+// again there, so that its retry after an eviction and a restart is not
+// stored twice either.
+func TestPublishIDAcrossARecreatedStream(t *testing.T) {
+	noLeaks(t)
+	s, nc := single(t)
+	a := newBus(t, connect(t, s.URL()), WithHistory(1))
+	defer a.Close()
+	for i := range 3 {
+		if _, err := a.Publish(context.Background(), "u", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.PublishID(context.Background(), "id-old", "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(context.Background(), defaultStream); err != nil {
+		t.Fatal(err)
+	}
+	b := newBus(t, connect(t, s.URL()), WithHistory(1)) // recreates it: a new epoch
+	defer b.Close()
+	seq := publishID(t, a, "id-old", "t", 1) // a may still be in the old epoch
+	if st := streamState(t, nc, defaultStream).State; st.Msgs != 1 || st.LastSeq != seq {
+		t.Fatalf("id-old in the new epoch answered seq %d with the stream at %+v: not stored there", seq, st)
+	}
+	if _, err := b.Publish(context.Background(), "t", 2); err != nil { // evicts it
+		t.Fatal(err)
+	}
+	s.Restart()
+	if again := publishID(t, b, "id-old", "t", 1); again != seq {
+		t.Fatalf("retry of id-old after an eviction and a restart: seq %d, want %d", again, seq)
+	}
+	if last := streamState(t, connect(t, s.URL()), defaultStream).State.LastSeq; last != seq+1 {
+		t.Fatalf("the stream's last seq is %d, want %d: the retry was stored again", last, seq+1)
+	}
+}
+
+// publishID publishes with id, retrying until it is stored, and returns
+// its seq.
+func publishID(t testing.TB, b *bus.Bus[int], id, topic string, v int) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		seq, err := b.PublishID(ctx, id, topic, v)
+		cancel()
+		if err == nil {
+			return seq
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PublishID(%s): %v", id, err)
+		}
+	}
+}
+
 // publishIDs publishes events from..to-1 with ids, retrying each until it
 // is stored (the outcome of a publish cut by an outage may be uncertain).
 func publishIDs(t testing.TB, b *bus.Bus[int], from, to int) {

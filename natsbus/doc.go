@@ -161,17 +161,23 @@
 //     shorter: retry an uncertain publish within it. One Publish retries its
 //     id for at most half of it (and 5 s when ctx has no deadline).
 //   - The id ledger: a second stream, "<stream>_IDS", that New creates
-//     beside the first, holds one small message per caller publish id
-//     (Bus.PublishID, the bridge's client publishes) for the dedup window.
-//     JetStream rebuilds its own dedup after a restart only from the
-//     messages it still stores, so without the ledger an id whose event
-//     WithHistory had evicted would be stored again by a retry after a
-//     server restart. PublishID asks the ledger first (one request more;
-//     if the ledger cannot be read within half the publish's time, nothing
+//     beside the first (file storage, as many replicas, one message per
+//     subject, kept for the dedup window; New refuses one that cannot keep
+//     that), holds one small message per caller publish id (Bus.PublishID,
+//     the bridge's client publishes). JetStream rebuilds its own dedup
+//     after a restart only from the messages it still stores, so without
+//     the ledger an id whose event WithHistory had evicted would be stored
+//     again by a retry after a server restart. PublishID asks the ledger
+//     first (if it cannot be read within half the publish's time, nothing
 //     is sent and the error wraps ErrNotStored) and records the id once
-//     stored (one more). What is left: an id whose first try's ack was lost
-//     and whose event is evicted and its server restarted before the retry
-//     within that same publish, a window of milliseconds.
+//     stored, under the epoch the stream is in then; an id of an earlier
+//     epoch is a new id. PublishID costs about 1.3x a Publish (BENCHMARKS.md).
+//     A record that fails is retried in the background, and a publish whose
+//     ack was lost (ErrUncertain) is recorded when this node's follower
+//     reads its event. What is left: an id whose record has not landed yet
+//     (its node lost the connection to NATS, or died, before it could write
+//     it) and whose event is evicted and the server restarted before the
+//     retry; the retry may then store it again.
 //
 // # Cost
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,11 @@ func restartf(format string, args ...any) error {
 func (l *natsLog[T]) Follow(ctx context.Context, from bus.Position, apply func(bus.Record[T])) error {
 	f := &follower[T]{l: l, ctx: ctx, apply: apply, epoch: from.Epoch, cursor: from.Seq, cursorID: l.resumeID(from)}
 	defer func() { l.saveResume(resumePoint{epoch: f.epoch, seq: f.cursor, id: f.cursorID}) }()
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { l.recordLoop(rctx) })
+	defer wg.Wait()
+	defer stop()
 	return f.run()
 }
 
@@ -260,6 +266,7 @@ func (f *follower[T]) rewound(s jetstream.Stream) (bool, error) {
 // it, or, when it does not decode, hands it over as lost.
 func (f *follower[T]) take(seq uint64, m *nats.Msg, topic string, at time.Time) {
 	f.cursor, f.cursorID = seq, m.Header.Get(jetstream.MsgIDHeader)
+	f.l.ids.seen(f.cursorID, f.epoch, seq, topic)
 	var v T
 	err := bus.CheckTopic(topic)
 	if err == nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,11 +71,26 @@ func (c config) idsMismatch(got jetstream.StreamConfig) []string {
 	if got.MaxMsgsPerSubject != want.MaxMsgsPerSubject {
 		diff("max_msgs_per_subject", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
 	}
-	if got.MaxAge < want.MaxAge {
+	if got.MaxAge != 0 && got.MaxAge < want.MaxAge {
 		diff("max_age", got.MaxAge, want.MaxAge)
 	}
 	if got.Replicas != want.Replicas {
 		diff("num_replicas (WithReplicas)", got.Replicas, want.Replicas)
+	}
+	if got.Storage != want.Storage {
+		diff("storage", got.Storage, want.Storage)
+	}
+	if got.Duplicates < want.Duplicates {
+		diff("duplicate_window", got.Duplicates, want.Duplicates)
+	}
+	if got.MaxMsgs > 0 {
+		diff("max_msgs", got.MaxMsgs, "unlimited")
+	}
+	if got.MaxBytes > 0 {
+		diff("max_bytes", got.MaxBytes, "unlimited")
+	}
+	if got.Discard != want.Discard {
+		diff("discard", got.Discard, want.Discard)
 	}
 	return append(diffs, deleters(got)...)
 }
@@ -116,7 +132,10 @@ func (l *natsLog[T]) lookupID(ctx context.Context, mid, topic string) (uint64, e
 		case st == idFound || st == idAbsent:
 			return seq, err
 		case !time.Now().Before(deadline) || ctx.Err() != nil:
-			return 0, fmt.Errorf("%w: cannot read the id ledger %s, nothing sent: %w", ErrNotStored, quote(l.cfg.idsStream()), errors.Join(err, last, expired(ctx)))
+			if err == nil {
+				err = last
+			}
+			return 0, fmt.Errorf("%w: cannot read the id ledger %s, nothing sent (%w): %w", ErrNotStored, quote(l.cfg.idsStream()), expired(ctx), err)
 		}
 		last = err
 		if pause := min(wait, time.Until(deadline)); pause > 0 && !sleep(ctx, pause) {
@@ -164,32 +183,89 @@ func (l *natsLog[T]) askID(ctx context.Context, mid, topic string, deadline time
 	if err := json.Unmarshal(got.Message.Data, &e); err != nil || e.Epoch != epoch {
 		return 0, idAbsent, nil // not ours, or of an earlier incarnation
 	}
+	// The follower's epoch lags a recreated stream by up to a second: the
+	// answer must be of the stream as it is now.
+	now, err := l.Epoch(rctx)
+	switch {
+	case err != nil:
+		return 0, idUnknown, err
+	case now != e.Epoch:
+		return 0, idAbsent, nil
+	}
+	if l.storedOther(rctx, e.Seq, mid) {
+		return 0, idAbsent, nil // an entry mislabelled across a recreation: the seq holds another event
+	}
 	if e.Topic != topic {
 		return 0, idFound, fmt.Errorf("%w: it went to %s, seq %d", bus.ErrIDReused, quote(e.Topic), e.Seq)
 	}
 	return e.Seq, idFound, nil
 }
 
-// recordID writes where mid's event was stored, once; a failure is
-// logged (the event is stored: only a later retry of it is less safe).
-func (l *natsLog[T]) recordID(ctx context.Context, mid string, e idEntry) {
-	data, _ := json.Marshal(e)
-	msg := &nats.Msg{
-		Subject: l.idSubject(mid),
-		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: {mid}, jetstream.ExpectedStreamHeader: {l.cfg.idsStream()}},
+// storedOther reports whether the stream holds, at seq, an event of
+// another Nats-Msg-Id than mid (one evicted, or not answered for, counts
+// as mid's: the entry stands).
+func (l *natsLog[T]) storedOther(ctx context.Context, seq uint64, mid string) bool {
+	req := fmt.Appendf(nil, `{"seq":%d}`, seq)
+	resp, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.stream, req)
+	if err != nil {
+		return false
 	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	resp, err := l.nc.RequestMsgWithContext(rctx, msg)
-	if err == nil {
-		if _, _, out, aerr := l.ackOutcome(resp.Data); out != acked {
-			err = errors.Join(aerr, errors.New("not acked"))
+	var got struct {
+		Message *struct {
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(resp.Data, &got) != nil || got.Message == nil {
+		return false
+	}
+	return !strings.Contains(string(got.Message.Hdrs), "\r\n"+jetstream.MsgIDHeader+": "+mid+"\r\n")
+}
+
+// recordID writes where mid's event was stored, trying again (a leader
+// election, a duplicate still in flight from a concurrent writer of the
+// same id) until it is acknowledged or the publish's time is spent: the
+// event is stored either way, and a failure is logged (a later retry of
+// the id is then protected by JetStream's own dedup alone). The entry's
+// Nats-Msg-Id names the epoch too, so that the id used again in a new
+// epoch is recorded again.
+func (l *natsLog[T]) recordID(ctx context.Context, mid string, e idEntry) {
+	msg := l.idMessage(mid, e)
+	deadline := l.publishDeadline(ctx)
+	var err error
+	for wait := pubRetryMin; ; wait = min(2*wait, pubRetryMax) {
+		if err = l.recordOnce(ctx, msg, deadline); err == nil {
+			return
+		}
+		if pause := min(wait, time.Until(deadline)); pause <= 0 || !sleep(ctx, pause) {
+			break
 		}
 	}
-	if err != nil {
-		l.cfg.logger.Warn("natsbus: publish id not recorded", "stream", l.cfg.stream, "seq", e.Seq, "err", err)
+	l.cfg.logger.Warn("natsbus: publish id not recorded yet; retrying in the background", "stream", l.cfg.stream, "seq", e.Seq, "err", err)
+	l.ids.later(mid, e)
+}
+
+// idMessage is the ledger message of an entry.
+func (l *natsLog[T]) idMessage(mid string, e idEntry) *nats.Msg {
+	data, _ := json.Marshal(e)
+	return &nats.Msg{
+		Subject: l.idSubject(mid),
+		Data:    data,
+		Header:  nats.Header{jetstream.MsgIDHeader: {mid + "@" + e.Epoch}, jetstream.ExpectedStreamHeader: {l.cfg.idsStream()}},
 	}
+}
+
+func (l *natsLog[T]) recordOnce(ctx context.Context, msg *nats.Msg, deadline time.Time) error {
+	rctx, cancel := context.WithDeadline(ctx, earliest(deadline, time.Now().Add(tryTimeout)))
+	defer cancel()
+	resp, err := l.nc.RequestMsgWithContext(rctx, msg)
+	if err != nil {
+		return err
+	}
+	_, _, out, err := ackFrom(resp.Data, l.cfg.idsStream())
+	if out != acked && err == nil {
+		err = errors.New("not acknowledged")
+	}
+	return err
 }
 
 // ensureIDs creates the ledger or checks the existing one, retrying
@@ -225,4 +301,135 @@ func ensureIDsOnce(ctx context.Context, js jetstream.JetStream, c config) error 
 		return fmt.Errorf("%w: stream %s: %s", ErrStreamMismatch, quote(c.idsStream()), strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// The ledger's backlog: ids that Append could not record, and ids whose
+// publish ended uncertain, whose seq only the follower can tell once it
+// reads their event. A goroutine of each Follow call records them (see
+// recordLoop), so an id whose ack was lost is protected too, once this
+// node has read its event.
+type idBacklog struct {
+	mu      sync.Mutex
+	pending []pendingID          // mu: to record, oldest first
+	inDoubt map[string]inDoubtID // mu: by Nats-Msg-Id, publishes that ended uncertain
+	changed chan struct{}        // mu: closed and replaced when pending grows
+	dropped uint64               // mu: pending entries given up (the backlog was full)
+}
+
+type pendingID struct {
+	mid string
+	e   idEntry
+}
+
+type inDoubtID struct {
+	topic string
+	until time.Time // forgotten after the dedup window
+}
+
+// maxIDBacklog bounds both lists: past it the oldest pending entry is dropped (counted), and no new doubt is kept.
+const maxIDBacklog = 4096
+
+// later queues an entry Append could not write.
+func (b *idBacklog) later(mid string, e idEntry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pushLocked(pendingID{mid, e})
+}
+
+func (b *idBacklog) pushLocked(p pendingID) {
+	if len(b.pending) >= maxIDBacklog {
+		b.pending = b.pending[1:]
+		b.dropped++
+	}
+	b.pending = append(b.pending, p)
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+}
+
+// doubt remembers a publish that ended uncertain, until the window ends.
+func (b *idBacklog) doubt(mid, topic string, window time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inDoubt == nil {
+		b.inDoubt = map[string]inDoubtID{}
+	}
+	now := time.Now()
+	if len(b.inDoubt) >= maxIDBacklog {
+		for k, d := range b.inDoubt {
+			if now.After(d.until) {
+				delete(b.inDoubt, k)
+			}
+		}
+	}
+	if len(b.inDoubt) < maxIDBacklog {
+		b.inDoubt[mid] = inDoubtID{topic: topic, until: now.Add(window)}
+	}
+}
+
+// seen is the follower's: an event it read, with its Nats-Msg-Id. One
+// whose publish ended uncertain here is queued for the ledger.
+func (b *idBacklog) seen(mid, epoch string, seq uint64, topic string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.inDoubt[mid]
+	if !ok {
+		return
+	}
+	delete(b.inDoubt, mid)
+	if d.topic == topic {
+		b.pushLocked(pendingID{mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic}})
+	}
+}
+
+// next returns the oldest entry to record, or a channel closed when there
+// is one.
+func (b *idBacklog) next() (pendingID, bool, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.pending) > 0 {
+		p := b.pending[0]
+		b.pending = b.pending[1:]
+		return p, true, nil
+	}
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return pendingID{}, false, b.changed
+}
+
+// recordLoop records the backlog until ctx ends; Follow runs it on a
+// goroutine it waits for.
+func (l *natsLog[T]) recordLoop(ctx context.Context) {
+	for {
+		p, ok, changed := l.ids.next()
+		if !ok {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !l.recordOnceBounded(ctx, p) {
+			l.ids.later(p.mid, p.e) // at the back: the others get their turn
+			if !sleep(ctx, pubRetryMax) {
+				return
+			}
+		}
+	}
+}
+
+// recordOnceBounded tries one entry of the backlog once.
+func (l *natsLog[T]) recordOnceBounded(ctx context.Context, p pendingID) bool {
+	msg := l.idMessage(p.mid, p.e)
+	return l.recordOnce(ctx, msg, time.Now().Add(requestTimeout)) == nil
+}
+
+// settled forgets a doubt: the publish was acknowledged.
+func (b *idBacklog) settled(mid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.inDoubt, mid)
 }

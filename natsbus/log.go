@@ -28,6 +28,7 @@ type natsLog[T any] struct {
 	resume resumePoint // guarded by mu: where the last Follow stopped
 
 	epoch atomic.Pointer[string] // the stream's incarnation, as a follower last read it (ids.go)
+	ids   idBacklog              // ledger entries still to write (ids.go)
 }
 
 // epochNow is the stream's epoch as a follower last read it ("" before).

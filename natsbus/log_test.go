@@ -254,6 +254,56 @@ func TestUncertainThenRetrySameID(t *testing.T) {
 	}
 }
 
+// An uncertain publish (its ack lost) whose event this node's follower then
+// reads is recorded in the id ledger by the follower's side, so that a
+// retry of its id after the event was evicted and the server restarted is
+// answered with the first seq, not stored again.
+func TestUncertainPublishRecordedByTheFollower(t *testing.T) {
+	s, nc := single(t)
+	p := natstestProxy(t, s.URL())
+	l := testLog[int](t, connect(t, p.URL()), WithHistory(1))
+	_ = follow(t, l)
+	waitLoaded(t, l)
+	msg, mid, err := l.message("pay-9", "a", 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.ids.doubt(mid, "a", time.Minute) // as Append does before its publish
+	p.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, _, err = l.publish(ctx, msg)
+	cancel()
+	if !errors.Is(err, bus.ErrUncertain) {
+		t.Fatalf("publish over a paused network: %v; want ErrUncertain", err)
+	}
+	p.Resume()
+	waitFor(t, "the follower's ledger entry", func() bool {
+		seq, st, _ := l.askID(context.Background(), mid, "a", time.Now().Add(time.Second))
+		return st == idFound && seq == 1
+	})
+	other := testLog[int](t, nc, WithHistory(1))
+	if _, err := other.Append(context.Background(), "", "a", 10); err != nil { // evicts seq 1
+		t.Fatal(err)
+	}
+	s.Restart()
+	var again uint64
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		again, err = l.Append(ctx, "pay-9", "a", 9)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || again != 1 {
+		t.Fatalf("retry after an uncertain publish, an eviction and a restart: seq %d, %v; want 1", again, err)
+	}
+	if last := streamState(t, connect(t, s.URL()), defaultStream).State.LastSeq; last != 2 {
+		t.Fatalf("the stream's last seq is %d, want 2: the retry was stored again", last)
+	}
+}
+
 // A NATS restart on the same store: the follower resumes with nothing lost
 // or twice, the epoch stays, and the dedup window survives.
 func TestServerRestartKeepsEpochAndEvents(t *testing.T) {
@@ -365,5 +415,25 @@ func TestOutage(t *testing.T) {
 				t.Fatalf("seqs %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// storedOther tells a ledger entry whose seq holds another event (one
+// mislabelled across a recreation) from one whose event is there.
+func TestLedgerEntryCheckedAgainstTheEvent(t *testing.T) {
+	s, _ := single(t)
+	l := testLog[int](t, connect(t, s.URL()))
+	seq, err := l.Append(context.Background(), "x-1", "t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.storedOther(context.Background(), seq, msgID("x-1")) {
+		t.Fatal("the entry's own event counted as another's")
+	}
+	if !l.storedOther(context.Background(), seq, msgID("x-2")) {
+		t.Fatal("another id's event at the entry's seq not seen")
+	}
+	if l.storedOther(context.Background(), seq+5, msgID("x-1")) {
+		t.Fatal("a seq that holds nothing counted as another's event")
 	}
 }

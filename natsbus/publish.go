@@ -68,6 +68,9 @@ func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint
 			return seq, nil
 		}
 	}
+	if id != "" {
+		l.ids.doubt(mid, topic, l.cfg.dedupWindow()) // until the ack: if it never comes, the follower tells (ids.go)
+	}
 	seq, dup, err := l.publish(ctx, msg)
 	if err != nil {
 		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
@@ -75,12 +78,19 @@ func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint
 	if id == "" {
 		return seq, nil
 	}
+
 	if dup {
 		if err := l.checkReuse(ctx, seq, msg.Subject); err != nil {
 			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
 		}
 	}
-	l.recordID(ctx, mid, idEntry{Epoch: l.epochNow(), Seq: seq, Topic: topic})
+	// The epoch the stream is in now names the incarnation that stored it
+	// (the follower's may lag a recreated stream). Without an answer, this
+	// node's follower records it when it reads the event (see idBacklog).
+	if epoch, err := l.Epoch(ctx); err == nil {
+		l.ids.settled(mid)
+		l.recordID(ctx, mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic})
+	}
 	return seq, nil
 }
 
@@ -242,6 +252,11 @@ type pubAck struct {
 
 // ackOutcome reads the stream's answer to one try.
 func (l *natsLog[T]) ackOutcome(data []byte) (uint64, bool, outcome, error) {
+	return ackFrom(data, l.cfg.stream)
+}
+
+// ackFrom reads a JetStream publish ack, which must come from stream.
+func ackFrom(data []byte, stream string) (uint64, bool, outcome, error) {
 	var a pubAck
 	if err := json.Unmarshal(data, &a); err != nil {
 		return 0, false, unanswered, fmt.Errorf("unreadable ack %s: %w", quote(string(data)), err)
@@ -256,7 +271,7 @@ func (l *natsLog[T]) ackOutcome(data []byte) (uint64, bool, outcome, error) {
 			return 0, false, refused, a.Error
 		}
 	}
-	if a.Stream != l.cfg.stream || a.Seq == 0 {
+	if a.Stream != stream || a.Seq == 0 {
 		return 0, false, unanswered, fmt.Errorf("unexpected ack %s", quote(string(data)))
 	}
 	return a.Seq, a.Duplicate, acked, nil
