@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -435,5 +437,28 @@ func TestLedgerEntryCheckedAgainstTheEvent(t *testing.T) {
 	}
 	if l.storedOther(context.Background(), seq+5, msgID("x-1")) {
 		t.Fatal("a seq that holds nothing counted as another's event")
+	}
+}
+
+// A PublishID whose ledger record lands logs nothing: the ledger's ack is
+// read as the ledger's (it was taken for an unexpected ack of the event
+// stream, and every record logged as failed).
+func TestLedgerRecordLogsNothing(t *testing.T) {
+	s, _ := single(t)
+	sink := newLogSink()
+	l := testLog[int](t, connect(t, s.URL()), WithLogger(slog.New(sink)))
+	if _, err := l.Append(context.Background(), "quiet-1", "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	seq, st, err := l.askID(context.Background(), msgID("quiet-1"), "t", time.Now().Add(time.Second))
+	if st != idFound || seq != 1 || err != nil {
+		t.Fatalf("the ledger after PublishID: seq %d, state %d, %v; want seq 1 found", seq, st, err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, line := range sink.lines {
+		if strings.Contains(line, "not recorded") {
+			t.Fatalf("a record that landed was logged: %q", line)
+		}
 	}
 }
