@@ -24,7 +24,7 @@ func openPageAt(t *testing.T, baseURL, nick, room string) *chatPage {
 	t.Helper()
 	p := newTab(t, nick)
 	p.do(chromedp.Navigate(baseURL + "/?nick=" + nick + "#" + room))
-	p.waitFor(`window.__chat && __chat.state === "open" && __chat.room === ` + jsString(room))
+	p.waitFor(livePage(room))
 	return p
 }
 

@@ -270,13 +270,20 @@ type chatPage struct {
 	nick string
 }
 
-// openPage opens the chat as nick in room and waits until it is live.
+// openPage opens the chat as nick in room and waits until it is live: the
+// connection open and the room's subscription acknowledged, so that every
+// event published afterwards reaches it.
 func (c *chatTest) openPage(nick, room string) *chatPage {
 	c.t.Helper()
 	p := c.newTab(nick)
 	p.do(chromedp.Navigate(c.hs.URL + "/?nick=" + nick + "#" + room))
-	p.waitFor(`window.__chat && __chat.state === "open" && __chat.room === ` + jsString(room))
+	p.waitFor(livePage(room))
 	return p
+}
+
+// livePage is the condition openPage waits for.
+func livePage(room string) string {
+	return `window.__chat && __chat.state === "open" && __chat.subscribed === ` + jsString(room)
 }
 
 // newTab opens a blank tab with the socket spy installed; the test closes

@@ -43,6 +43,7 @@ const hook = {
   pages: 0, // history pages read while scrolling back
   errors: [],
   room: "",
+  subscribed: "", // the room whose subscription the server has acknowledged
   received: 0,
   lastSeq: 0,
   outOfOrder: 0,
@@ -161,6 +162,7 @@ function join(room) {
   chat.sub?.unsubscribe();
   chat.room = room;
   hook.room = room;
+  hook.subscribed = "";
   hook.received = hook.lastSeq = hook.outOfOrder = 0;
   chat.unread.delete(room);
   addRoom(room, true);
@@ -185,7 +187,9 @@ function join(room) {
   }, { last: HISTORY });
   chat.sub = sub;
   sub.ready.then(() => {
-    if (chat.sub === sub) $("empty").hidden = chat.shown.size > 0;
+    if (chat.sub !== sub) return;
+    $("empty").hidden = chat.shown.size > 0;
+    hook.subscribed = room;
   }, () => {});
   renderRooms();
 }
