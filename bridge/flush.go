@@ -1,11 +1,13 @@
 package bridge
 
+import bus "github.com/whalesong/bus"
+
 // Batching: one events frame carries at most this many events, and stops
 // growing past about this many bytes.
 const (
 	maxBatchEvents = 512
 	maxBatchBytes  = 64 << 10
-	replayEstimate = 128 // bytes assumed per replayed event not yet encoded
+	replayEstimate = 128 // bytes per replayed event, for a replay not measured at all
 )
 
 // claim is one entry of the events frame being built: a shared event for
@@ -46,9 +48,9 @@ func (s *session[T]) claimLocked() (frame []byte, events int) {
 			s.out.pop()
 			return frame, 0
 		case it.rep != nil:
-			n := s.claimReplay(it.rep, maxBatchEvents-events)
+			n, bytes := s.claimReplay(it.rep, maxBatchEvents-events, maxBatchBytes-size)
 			events += n
-			size += n * replayEstimate
+			size += bytes
 		default:
 			n, bytes := s.claimConflated(it.conf, maxBatchEvents-events, maxBatchBytes-size)
 			events += n
@@ -76,26 +78,55 @@ func liveClaim[T any](it *item[T]) (claim, bool) {
 }
 
 // claimReplay claims up to limit events of the replay at the front of the
-// queue; the cursor leaves the queue once exhausted or when its
-// subscription was closed.
-func (s *session[T]) claimReplay(cur *replayCursor[T], limit int) int {
+// queue, as many as room bytes hold by the size of its events encoded so
+// far (at least one), and returns how many and their estimated bytes. The
+// cursor leaves the queue once exhausted or when its subscription was
+// closed.
+func (s *session[T]) claimReplay(cur *replayCursor[T], limit, room int) (n, bytes int) {
 	if cur.sub.closed {
 		s.out.pop()
-		return 0
+		return 0, 0
 	}
-	k := min(len(cur.events)-cur.next, limit)
+	per := replayEstimate
+	if cur.count > 0 {
+		per = max(cur.encoded/cur.count, 1)
+	}
+	k := min(len(cur.events)-cur.next, limit, max(room/per, 1))
 	evs := cur.events[cur.next : cur.next+k]
 	br := s.br
 	s.claims = append(s.claims, claim{
 		sub: cur.sub.id,
 		n:   k,
-		rep: func(b []byte, i int) []byte { return br.appendTail(b, evs[i]) },
+		rep: func(b []byte, i int) []byte {
+			at := len(b)
+			b = br.appendTail(b, evs[i])
+			cur.encoded += len(b) - at
+			cur.count++
+			return b
+		},
 	})
 	cur.next += k
 	if cur.next == len(cur.events) {
 		s.out.pop()
 	}
-	return k
+	return k, k * per
+}
+
+// sampleReplay measures the encoding of a replay's first and last events
+// (outside any lock: the Codec runs there), so that its first frame is
+// sized like the rest. It returns the bytes and the number of events.
+func (br *Bridge[T]) sampleReplay(evs []bus.Event[T]) (encoded, count int) {
+	if len(evs) == 0 {
+		return 0, 0
+	}
+	b := getBuf()
+	for _, i := range []int{0, len(evs) - 1}[:min(len(evs), 2)] {
+		b = br.appendTail(b[:0], evs[i])
+		encoded += len(b)
+		count++
+	}
+	putBuf(b)
+	return encoded, count
 }
 
 // buildEvents encodes the claimed entries as one events frame, behind the

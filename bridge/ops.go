@@ -173,20 +173,22 @@ const maxAcquire = 3
 func (s *session[T]) goLive(f *clientFrame, cs *clientSub[T], epoch string, start *subStart[T]) {
 	start.events = trimThrough(start.events, start.from)
 	ack := appendSubscribed(newFrame(), f.ID, f.Sub, epoch, start)
+	cur := &replayCursor[T]{sub: cs, events: start.events}
+	cur.encoded, cur.count = s.br.sampleReplay(start.events)
 	s.mu.Lock()
-	st := s.goLiveLocked(cs, ack, start.from, start.events)
+	st := s.goLiveLocked(cs, ack, start.from, cur)
 	s.mu.Unlock()
 	s.act(st)
 }
 
-func (s *session[T]) goLiveLocked(cs *clientSub[T], ack []byte, from uint64, evs []bus.Event[T]) step {
+func (s *session[T]) goLiveLocked(cs *clientSub[T], ack []byte, from uint64, cur *replayCursor[T]) step {
 	if s.dead {
 		return step{}
 	}
 	cs.lastSent = from
 	s.out.push(item[T]{frame: ack})
-	if len(evs) > 0 {
-		s.out.push(item[T]{rep: &replayCursor[T]{sub: cs, events: evs}})
+	if evs := cur.events; len(evs) > 0 {
+		s.out.push(item[T]{rep: cur})
 		cs.lastSent = evs[len(evs)-1].Seq
 	}
 	for _, se := range s.out.release(cs) {

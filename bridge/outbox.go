@@ -46,6 +46,10 @@ type replayCursor[T any] struct {
 	sub    *clientSub[T]
 	events []bus.Event[T] // immutable
 	next   int
+
+	// the writer's: the bytes and the number of its events encoded so
+	// far, from which claimReplay estimates how many fit in a frame
+	encoded, count int
 }
 
 // push queues it at the back.

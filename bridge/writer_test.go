@@ -3,7 +3,9 @@ package bridge
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -102,4 +104,49 @@ func TestIdleSessionHasNoWriter(t *testing.T) {
 		}
 		idle("after an event")
 	})
+}
+
+// TestReplayFramesStayNearTheByteCap: a replay of large events is sent in
+// frames of about maxBatchBytes (one event over at most), not in frames of
+// maxBatchEvents whatever their size, with every event once and in order.
+func TestReplayFramesStayNearTheByteCap(t *testing.T) {
+	s := newServer(t, nil, WithAuthorize(allowAll))
+	pad := strings.Repeat("x", 4000)
+	const n = 100
+	for range n {
+		s.publish("big", msg{Text: pad})
+	}
+	cl := s.dial(t)
+	cl.send(map[string]any{"op": "sub", "id": "r1", "sub": "s1", "pattern": "big", "after": map[string]any{"seq": 0}})
+	got, frames := 0, 0
+	for got < n {
+		_, data, err := cl.c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var f struct {
+			Op     string `json:"op"`
+			Events []struct {
+				Seq uint64 `json:"seq"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Op != "events" {
+			continue
+		}
+		frames++
+		if len(data) > maxBatchBytes+len(pad)+200 {
+			t.Fatalf("frame %d: %d bytes, %d events: over the %d-byte cap by more than one event", frames, len(data), len(f.Events), maxBatchBytes)
+		}
+		for _, e := range f.Events {
+			if got++; e.Seq != uint64(got) {
+				t.Fatalf("event %d has seq %d", got, e.Seq)
+			}
+		}
+	}
+	if frames < n*len(pad)/maxBatchBytes {
+		t.Fatalf("%d frames for %d bytes of events", frames, n*len(pad))
+	}
 }
