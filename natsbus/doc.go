@@ -171,7 +171,8 @@
 //     first (if it cannot be read within half the publish's time, nothing
 //     is sent and the error wraps ErrNotStored) and records the id once
 //     stored, under the epoch the stream is in then; an id of an earlier
-//     epoch is a new id. PublishID costs about 4x a Publish (a stream info request labels the record; BENCHMARKS.md).
+//     epoch is a new id. PublishID costs about 4x a Publish (a stream info
+//     request labels the record; BENCHMARKS.md).
 //     A record that fails is retried in the background, and a publish whose
 //     ack was lost (ErrUncertain) is recorded when this node's follower
 //     reads its event. What is left: an id whose record has not landed yet
