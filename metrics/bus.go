@@ -36,7 +36,7 @@ func NewBusCollector(b BusSource, opts ...Option) *BusCollector {
 		func(st bus.Stats) float64 { return float64(st.Published) })
 	s.counter("events_delivered_total", "Events queued to subscribers since the bus was made, replayed events included.",
 		func(st bus.Stats) float64 { return float64(st.Delivered) })
-	s.counter("events_dropped_total", "Events lost by subscribers with the DropOldest or DropNewest policy.",
+	s.counter("events_dropped_total", "Events lost by subscribers with the DropOldest, DropNewest or Conflate policy.",
 		func(st bus.Stats) float64 { return float64(st.Dropped) })
 	s.counter("events_superseded_total", "Queued events replaced by a newer event of their topic under the Conflate policy.",
 		func(st bus.Stats) float64 { return float64(st.Superseded) })
