@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -213,6 +214,44 @@ func TestNewRefusesUnsafeConnections(t *testing.T) {
 		WithHistoryTTL(50e6), WithReplicas(0), WithReplicas(6), WithCodec(nil)} {
 		if _, err := New[int](context.Background(), nc, o); !errors.Is(err, ErrOption) {
 			t.Errorf("a bad option: %v, want ErrOption", err)
+		}
+	}
+}
+
+// An existing id ledger that cannot keep ids for the dedup window (memory
+// storage, a count or size limit, discard new, a shorter window, more than
+// one message per id) is refused by name; one that keeps them longer fits.
+func TestIDLedgerMismatch(t *testing.T) {
+	_, nc := single(t)
+	js, _ := jetstream.New(nc)
+	cfg, _ := newConfig(nil)
+	for _, tc := range []struct {
+		edit func(*jetstream.StreamConfig)
+		want string // "" fits
+	}{
+		{func(c *jetstream.StreamConfig) { c.Storage = jetstream.MemoryStorage }, "storage"},
+		{func(c *jetstream.StreamConfig) { c.MaxMsgs = 10 }, "max_msgs"},
+		{func(c *jetstream.StreamConfig) { c.MaxBytes = 1 << 20 }, "max_bytes"},
+		{func(c *jetstream.StreamConfig) { c.Discard = jetstream.DiscardNew }, "discard"},
+		{func(c *jetstream.StreamConfig) { c.MaxAge, c.Duplicates = time.Minute, time.Minute }, "max_age"},
+		{func(c *jetstream.StreamConfig) { c.MaxMsgsPerSubject = 2 }, "max_msgs_per_subject"},
+		{func(c *jetstream.StreamConfig) { c.DenyPurge = false }, "deny_purge"},
+		{func(c *jetstream.StreamConfig) { c.MaxAge, c.Duplicates = time.Hour, time.Hour }, ""},
+	} {
+		want := cfg.idsStreamConfig()
+		tc.edit(&want)
+		if _, err := js.CreateStream(context.Background(), want); err != nil {
+			t.Fatal(err)
+		}
+		err := ensureIDs(context.Background(), js, cfg)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("a ledger that keeps ids longer: %v", err)
+		case tc.want != "" && (!errors.Is(err, ErrStreamMismatch) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("a ledger with %s changed: %v; want ErrStreamMismatch naming it", tc.want, err)
+		}
+		if err := js.DeleteStream(context.Background(), cfg.idsStream()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

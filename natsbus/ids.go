@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,41 +57,22 @@ func (c config) idsStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// idsMismatch lists how an existing ledger differs from what it must be.
+// idsMismatch lists how an existing ledger differs from what it must be: a
+// longer max_age or dedup window keeps ids longer, which is harmless.
 func (c config) idsMismatch(got jetstream.StreamConfig) []string {
 	want := c.idsStreamConfig()
-	var diffs []string
-	diff := func(field string, g, w any) {
-		diffs = append(diffs, fmt.Sprintf("%s is %v, want %v", field, g, w))
-	}
-	if !slices.Equal(got.Subjects, want.Subjects) {
-		diff("subjects", got.Subjects, want.Subjects)
-	}
+	var d diffs
+	d.limits(got, want)
 	if got.MaxMsgsPerSubject != want.MaxMsgsPerSubject {
-		diff("max_msgs_per_subject", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+		d.add("max_msgs_per_subject", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
 	}
 	if got.MaxAge != 0 && got.MaxAge < want.MaxAge {
-		diff("max_age", got.MaxAge, want.MaxAge)
-	}
-	if got.Replicas != want.Replicas {
-		diff("num_replicas (WithReplicas)", got.Replicas, want.Replicas)
-	}
-	if got.Storage != want.Storage {
-		diff("storage", got.Storage, want.Storage)
+		d.add("max_age", got.MaxAge, want.MaxAge)
 	}
 	if got.Duplicates < want.Duplicates {
-		diff("duplicate_window", got.Duplicates, want.Duplicates)
+		d.add("duplicate_window", got.Duplicates, want.Duplicates)
 	}
-	if got.MaxMsgs > 0 {
-		diff("max_msgs", got.MaxMsgs, "unlimited")
-	}
-	if got.MaxBytes > 0 {
-		diff("max_bytes", got.MaxBytes, "unlimited")
-	}
-	if got.Discard != want.Discard {
-		diff("discard", got.Discard, want.Discard)
-	}
-	return append(diffs, deleters(got)...)
+	return d
 }
 
 // idEntry is a ledger message: where an id's event was stored.
@@ -268,39 +248,9 @@ func (l *natsLog[T]) recordOnce(ctx context.Context, msg *nats.Msg, deadline tim
 	return err
 }
 
-// ensureIDs creates the ledger or checks the existing one, retrying
-// transient failures until ctx ends.
+// ensureIDs creates the ledger or checks the existing one.
 func ensureIDs(ctx context.Context, js jetstream.JetStream, c config) error {
-	var last error
-	for wait := retryMin; ; wait = min(2*wait, retryMax) {
-		err := ensureIDsOnce(ctx, js, c)
-		if err == nil || errors.Is(err, ErrStreamMismatch) || !transient(err) {
-			return err
-		}
-		last = err
-		if !sleep(ctx, wait) {
-			return fmt.Errorf("%w: stream %s: %w (last error: %w)", ErrStream, quote(c.idsStream()), ctx.Err(), last)
-		}
-	}
-}
-
-func ensureIDsOnce(ctx context.Context, js jetstream.JetStream, c config) error {
-	info, err := streamInfo(ctx, js, c.idsStream())
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		_, err = js.CreateStream(rctx, c.idsStreamConfig())
-		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			info, err = streamInfo(ctx, js, c.idsStream())
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: stream %s: %w", ErrStream, quote(c.idsStream()), err)
-	}
-	if diffs := c.idsMismatch(info.Config); len(diffs) > 0 {
-		return fmt.Errorf("%w: stream %s: %s", ErrStreamMismatch, quote(c.idsStream()), strings.Join(diffs, "; "))
-	}
-	return nil
+	return ensure(ctx, js, c.idsStreamConfig(), c.idsMismatch)
 }
 
 // The ledger's backlog: ids that Append could not record, and ids whose
@@ -313,7 +263,6 @@ type idBacklog struct {
 	pending []pendingID          // mu: to record, oldest first
 	inDoubt map[string]inDoubtID // mu: by Nats-Msg-Id, publishes that ended uncertain
 	changed chan struct{}        // mu: closed and replaced when pending grows
-	dropped uint64               // mu: pending entries given up (the backlog was full)
 }
 
 type pendingID struct {
@@ -326,7 +275,7 @@ type inDoubtID struct {
 	until time.Time // forgotten after the dedup window
 }
 
-// maxIDBacklog bounds both lists: past it the oldest pending entry is dropped (counted), and no new doubt is kept.
+// maxIDBacklog bounds both lists: past it the oldest pending entry is dropped, and no new doubt is kept.
 const maxIDBacklog = 4096
 
 // later queues an entry Append could not write.
@@ -339,7 +288,6 @@ func (b *idBacklog) later(mid string, e idEntry) {
 func (b *idBacklog) pushLocked(p pendingID) {
 	if len(b.pending) >= maxIDBacklog {
 		b.pending = b.pending[1:]
-		b.dropped++
 	}
 	b.pending = append(b.pending, p)
 	if b.changed != nil {

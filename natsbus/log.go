@@ -56,7 +56,7 @@ func newLog[T any](ctx context.Context, nc *nats.Conn, cfg config) (*natsLog[T],
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStream, err)
 	}
-	if _, err := ensureStream(ctx, js, cfg); err != nil {
+	if err := ensureStream(ctx, js, cfg); err != nil {
 		return nil, err
 	}
 	if err := ensureIDs(ctx, js, cfg); err != nil {

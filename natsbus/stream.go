@@ -46,42 +46,56 @@ func (c config) streamConfig() jetstream.StreamConfig {
 // this bus needs, as "field is x, want y" phrases; nil when it fits.
 func (c config) mismatch(got jetstream.StreamConfig) []string {
 	want := c.streamConfig()
-	var diffs []string
-	diff := func(field string, g, w any) {
-		diffs = append(diffs, fmt.Sprintf("%s is %v, want %v", field, g, w))
-	}
-	if !slices.Equal(got.Subjects, want.Subjects) {
-		diff("subjects", got.Subjects, want.Subjects)
-	}
+	var d diffs
+	d.limits(got, want)
 	if got.MaxMsgsPerSubject != want.MaxMsgsPerSubject {
-		diff("max_msgs_per_subject (WithHistory)", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+		d.add("max_msgs_per_subject (WithHistory)", got.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
 	}
 	if got.MaxAge != want.MaxAge {
-		diff("max_age (WithHistoryTTL)", got.MaxAge, want.MaxAge)
-	}
-	if got.Replicas != want.Replicas {
-		diff("num_replicas (WithReplicas)", got.Replicas, want.Replicas)
+		d.add("max_age (WithHistoryTTL)", got.MaxAge, want.MaxAge)
 	}
 	if got.Duplicates != want.Duplicates {
-		diff("duplicate_window", got.Duplicates, want.Duplicates)
+		d.add("duplicate_window", got.Duplicates, want.Duplicates)
 	}
 	if got.RePublish == nil || *got.RePublish != *want.RePublish {
-		diff("republish", fmtRepublish(got.RePublish), fmtRepublish(want.RePublish))
+		d.add("republish", fmtRepublish(got.RePublish), fmtRepublish(want.RePublish))
 	}
 	if got.Retention != want.Retention {
-		diff("retention", got.Retention, want.Retention)
+		d.add("retention", got.Retention, want.Retention)
+	}
+	return d
+}
+
+// diffs collects "field is x, want y" phrases.
+type diffs []string
+
+func (d *diffs) add(field string, got, want any) {
+	*d = append(*d, fmt.Sprintf("%s is %v, want %v", field, got, want))
+}
+
+// limits adds what both of natsbus's streams need alike: their subjects,
+// replicas, storage, discard policy, no count or size limit, and nothing
+// that deletes messages.
+func (d *diffs) limits(got, want jetstream.StreamConfig) {
+	if !slices.Equal(got.Subjects, want.Subjects) {
+		d.add("subjects", got.Subjects, want.Subjects)
+	}
+	if got.Replicas != want.Replicas {
+		d.add("num_replicas (WithReplicas)", got.Replicas, want.Replicas)
+	}
+	if got.Storage != want.Storage {
+		d.add("storage", got.Storage, want.Storage)
 	}
 	if got.Discard != want.Discard {
-		diff("discard", got.Discard, want.Discard)
+		d.add("discard", got.Discard, want.Discard)
 	}
 	if got.MaxMsgs > 0 {
-		diff("max_msgs", got.MaxMsgs, "unlimited")
+		d.add("max_msgs", got.MaxMsgs, "unlimited")
 	}
 	if got.MaxBytes > 0 {
-		diff("max_bytes", got.MaxBytes, "unlimited")
+		d.add("max_bytes", got.MaxBytes, "unlimited")
 	}
-	diffs = append(diffs, deleters(got)...)
-	return diffs
+	*d = append(*d, deleters(got)...)
 }
 
 func fmtRepublish(r *jetstream.RePublish) string {
@@ -127,42 +141,47 @@ const (
 	retryMax       = time.Second
 )
 
-// ensureStream creates the stream or checks the existing one, retrying
-// transient failures until ctx ends.
-func ensureStream(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
+// ensureStream creates the event stream or checks the existing one.
+func ensureStream(ctx context.Context, js jetstream.JetStream, c config) error {
+	return ensure(ctx, js, c.streamConfig(), c.mismatch)
+}
+
+// ensure creates the stream want names, or checks the existing one with
+// mismatch, retrying transient failures until ctx ends.
+func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mismatch func(jetstream.StreamConfig) []string) error {
 	var last error
 	for wait := retryMin; ; wait = min(2*wait, retryMax) {
-		info, err := ensureOnce(ctx, js, c)
+		err := ensureOnce(ctx, js, want, mismatch)
 		if err == nil || errors.Is(err, ErrStreamMismatch) || !transient(err) {
-			return info, err
+			return err
 		}
 		last = err
 		if !sleep(ctx, wait) {
-			return nil, fmt.Errorf("%w: stream %s: %w (last error: %w)", ErrStream, quote(c.stream), ctx.Err(), last)
+			return fmt.Errorf("%w: stream %s: %w (last error: %w)", ErrStream, quote(want.Name), ctx.Err(), last)
 		}
 	}
 }
 
-func ensureOnce(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
-	info, err := streamInfo(ctx, js, c.stream)
+func ensureOnce(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mismatch func(jetstream.StreamConfig) []string) error {
+	info, err := streamInfo(ctx, js, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		info, err = createStream(ctx, js, c)
+		info, err = createStream(ctx, js, want)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: stream %s: %w", ErrStream, quote(c.stream), err)
+		return fmt.Errorf("%w: stream %s: %w", ErrStream, quote(want.Name), err)
 	}
-	if diffs := c.mismatch(info.Config); len(diffs) > 0 {
-		return nil, fmt.Errorf("%w: stream %s: %s", ErrStreamMismatch, quote(c.stream), strings.Join(diffs, "; "))
+	if diffs := mismatch(info.Config); len(diffs) > 0 {
+		return fmt.Errorf("%w: stream %s: %s", ErrStreamMismatch, quote(want.Name), strings.Join(diffs, "; "))
 	}
-	return info, nil
+	return nil
 }
 
-func createStream(ctx context.Context, js jetstream.JetStream, c config) (*jetstream.StreamInfo, error) {
+func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	s, err := js.CreateStream(rctx, c.streamConfig())
+	s, err := js.CreateStream(rctx, want)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return streamInfo(ctx, js, c.stream) // another node won the race: check its config
+		return streamInfo(ctx, js, want.Name) // another node won the race: check its config
 	}
 	if err != nil {
 		return nil, err
