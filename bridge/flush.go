@@ -119,11 +119,11 @@ func (br *Bridge[T]) sampleReplay(evs []bus.Event[T]) (encoded, count int) {
 	if len(evs) == 0 {
 		return 0, 0
 	}
-	b := getBuf()
-	for _, i := range []int{0, len(evs) - 1}[:min(len(evs), 2)] {
-		b = br.appendTail(b[:0], evs[i])
-		encoded += len(b)
-		count++
+	b := br.appendTail(getBuf(), evs[0])
+	encoded, count = len(b), 1
+	if len(evs) > 1 {
+		b = br.appendTail(b[:0], evs[len(evs)-1])
+		encoded, count = encoded+len(b), 2
 	}
 	putBuf(b)
 	return encoded, count
