@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -188,13 +189,36 @@ func streamState(t testing.TB, nc *nats.Conn, name string) *jetstream.StreamInfo
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
+	deadline := time.Now().Add(waitLimit)
+	for { // nc may still be reconnecting after a restart of the server
+		waitConnected(t, nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s, err := js.Stream(ctx, name)
+		cancel()
+		if err == nil {
+			return s.CachedInfo()
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) || time.Now().After(deadline) {
+			t.Fatalf("stream %s: %v", name, err)
+		}
 	}
-	return s.CachedInfo()
+}
+
+// waitConnected waits until nc is connected: a test's own connection
+// reconnects after a restart of the server on its own schedule, and a
+// request it sends before then fails at once.
+func waitConnected(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	ch := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(ch)
+	if nc.Status() == nats.CONNECTED {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(waitLimit):
+		t.Fatalf("the test's connection did not reconnect within %v (status %v)", waitLimit, nc.Status())
+	}
 }
 
 // appendN publishes n events to topic through l, each with a bounded ctx,
