@@ -3,6 +3,7 @@ package natsbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -224,8 +225,7 @@ func TestNewRefusesUnsafeConnections(t *testing.T) {
 func TestIDLedgerMismatch(t *testing.T) {
 	_, nc := single(t)
 	js, _ := jetstream.New(nc)
-	cfg, _ := newConfig(nil)
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		edit func(*jetstream.StreamConfig)
 		want string // "" fits
 	}{
@@ -238,10 +238,14 @@ func TestIDLedgerMismatch(t *testing.T) {
 		{func(c *jetstream.StreamConfig) { c.DenyPurge = false }, "deny_purge"},
 		{func(c *jetstream.StreamConfig) { c.MaxAge, c.Duplicates = time.Hour, time.Hour }, ""},
 	} {
+		// A ledger of its own each, none deleted: the server removes an
+		// account's store directory after its last stream is deleted, and a
+		// stream made meanwhile fails ("could not create storage directory").
+		cfg, _ := newConfig([]Option{WithStream(fmt.Sprintf("LEDGER%d", i))})
 		want := cfg.idsStreamConfig()
 		tc.edit(&want)
 		if _, err := js.CreateStream(context.Background(), want); err != nil {
-			t.Fatal(err)
+			t.Fatalf("case %d: %v", i, err)
 		}
 		err := ensureIDs(context.Background(), js, cfg)
 		switch {
@@ -249,9 +253,6 @@ func TestIDLedgerMismatch(t *testing.T) {
 			t.Errorf("a ledger that keeps ids longer: %v", err)
 		case tc.want != "" && (!errors.Is(err, ErrStreamMismatch) || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("a ledger with %s changed: %v; want ErrStreamMismatch naming it", tc.want, err)
-		}
-		if err := js.DeleteStream(context.Background(), cfg.idsStream()); err != nil {
-			t.Fatal(err)
 		}
 	}
 }
