@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/olahol/melody"
@@ -213,6 +214,9 @@ func (br *Bridge[T]) enter() bool {
 // or its bus has closed: then it returns how s must end itself, and whether
 // Close has stopped waiting for close frames (drop the socket too).
 func (br *Bridge[T]) join(s *session[T]) (e ending, drop bool) {
+	if h := joinHook.Load(); h != nil {
+		(*h)(s.helloTaken())
+	}
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	switch {
@@ -224,6 +228,11 @@ func (br *Bridge[T]) join(s *session[T]) (e ending, drop bool) {
 	br.sessions[s] = struct{}{}
 	return noEnd, false
 }
+
+// joinHook, set by tests only, is told as a session joins the registry
+// whether its hello was already taken for writing: it must not be, or a
+// client could have its hello before Kick and Close can find it.
+var joinHook atomic.Pointer[func(helloTaken bool)]
 
 // leave unregisters s.
 func (br *Bridge[T]) leave(s *session[T]) {

@@ -124,3 +124,34 @@ func TestKickAndReauthorizeHoldNoLock(t *testing.T) {
 		}
 	})
 }
+
+// TestHelloLeavesAfterTheSessionJoins: a client has its hello only once
+// its session is in the registry, so that Kick (and Close) find every
+// client that has one. The hook sees, as each session joins, whether its
+// writer had already taken the hello; a Kick sent the moment the hello
+// arrives closes the client.
+func TestHelloLeavesAfterTheSessionJoins(t *testing.T) {
+	var joins, early atomic.Int32
+	hook := func(taken bool) {
+		joins.Add(1)
+		if taken {
+			early.Add(1)
+		}
+	}
+	joinHook.Store(&hook)
+	defer joinHook.Store(nil)
+	s := newServer(t, nil, WithAuthenticate(nameAuth))
+	for i := range 20 {
+		name := "ann" + strings.Repeat("n", i)
+		cl := s.dialAs(t, name) // returns once the hello is read
+		if n := s.br.Kick(func(id any) bool { return id == name }, "at once"); n != 1 {
+			t.Fatalf("Kick right after the hello found %d sessions, want 1", n)
+		}
+		if code, _ := cl.closeFrame(); code != closeKicked {
+			t.Fatalf("kicked right after its hello: closed with %d, want %d", code, closeKicked)
+		}
+	}
+	if joins.Load() != 20 || early.Load() != 0 {
+		t.Fatalf("%d of %d sessions had their hello taken before they joined", early.Load(), joins.Load())
+	}
+}

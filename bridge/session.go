@@ -301,6 +301,13 @@ func (s *session[T]) greet(hello []byte) {
 	s.mu.Unlock()
 }
 
+// helloTaken reports whether the writer has started, or taken the hello.
+func (s *session[T]) helloTaken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writing || s.hello == nil
+}
+
 // wake starts the writer if there is something to write.
 func (s *session[T]) wake() {
 	s.mu.Lock()
