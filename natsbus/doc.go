@@ -170,9 +170,11 @@
 //     again by a retry after a server restart. PublishID asks the ledger
 //     first (if it cannot be read within half the publish's time, nothing
 //     is sent and the error wraps ErrNotStored) and records the id once
-//     stored, under the epoch the stream is in then; an id of an earlier
-//     epoch is a new id. PublishID costs about 4x a Publish (a stream info
-//     request labels the record; BENCHMARKS.md).
+//     stored, under the epoch this node's follower read its event in (a
+//     duplicate, or a node not following, asks the stream); an id of an
+//     earlier epoch is a new id. PublishID costs about 3x a Publish: it is
+//     three requests in a row, the lookup, the publish and the record
+//     (BENCHMARKS.md).
 //     A record that fails is retried in the background, and a publish whose
 //     ack was lost (ErrUncertain) is recorded when this node's follower
 //     reads its event. What is left: an id whose record has not landed yet

@@ -38,6 +38,8 @@ func restartf(format string, args ...any) error {
 func (l *natsLog[T]) Follow(ctx context.Context, from bus.Position, apply func(bus.Record[T])) error {
 	f := &follower[T]{l: l, ctx: ctx, apply: apply, epoch: from.Epoch, cursor: from.Seq, cursorID: l.resumeID(from)}
 	defer func() { l.saveResume(resumePoint{epoch: f.epoch, seq: f.cursor, id: f.cursorID}) }()
+	l.followers.Add(1)
+	defer l.followers.Add(-1)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { l.recordLoop(rctx) })

@@ -201,6 +201,42 @@ func (l *natsLog[T]) storedOther(ctx context.Context, seq uint64, mid string) bo
 	return !strings.Contains(string(got.Message.Hdrs), "\r\n"+jetstream.MsgIDHeader+": "+mid+"\r\n")
 }
 
+// recordStored records an id Append has just stored at seq, under the
+// epoch of the incarnation that stored it. This node's follower tells that
+// epoch when it reads the event, which the bus waits for anyway (its own
+// epoch may lag a recreated stream, but never for an event it has read in
+// the new one). A duplicate, whose event the follower may have read long
+// ago, and a log nobody follows ask the stream for its epoch instead. An
+// event the follower has not read within the publish's time is recorded
+// by the follower's side once it does (see idBacklog).
+func (l *natsLog[T]) recordStored(ctx context.Context, mid, topic string, seq uint64, dup bool, report chan seenAt) {
+	if !dup && report != nil && l.followers.Load() > 0 {
+		timer := time.NewTimer(time.Until(l.publishDeadline(ctx)))
+		defer timer.Stop()
+		select {
+		case at := <-report:
+			if at.seq == seq && at.epoch != "" {
+				l.ids.settled(mid, report)
+				l.recordID(ctx, mid, idEntry{Epoch: at.epoch, Seq: seq, Topic: topic})
+				return
+			}
+		case <-timer.C:
+			l.ids.handOver(mid, report)
+			return
+		case <-ctx.Done():
+			l.ids.handOver(mid, report)
+			return
+		}
+	}
+	epoch, err := l.Epoch(ctx)
+	if err != nil {
+		l.ids.handOver(mid, report) // the follower's side records it
+		return
+	}
+	l.ids.settled(mid, report)
+	l.recordID(ctx, mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic})
+}
+
 // recordID writes where mid's event was stored, trying again (a leader
 // election, a duplicate still in flight from a concurrent writer of the
 // same id) until it is acknowledged or the publish's time is spent: the
@@ -257,11 +293,12 @@ func ensureIDs(ctx context.Context, js jetstream.JetStream, c config) error {
 // publish ended uncertain, whose seq only the follower can tell once it
 // reads their event. A goroutine of each Follow call records them (see
 // recordLoop), so an id whose ack was lost is protected too, once this
-// node has read its event.
+// node has read its event. An Append still waiting for its ack, or for the
+// follower to read its event, is told by the follower instead (expect).
 type idBacklog struct {
 	mu      sync.Mutex
 	pending []pendingID          // mu: to record, oldest first
-	inDoubt map[string]inDoubtID // mu: by Nats-Msg-Id, publishes that ended uncertain
+	inDoubt map[string]inDoubtID // mu: by Nats-Msg-Id, publishes not settled yet
 	changed chan struct{}        // mu: closed and replaced when pending grows
 }
 
@@ -271,8 +308,16 @@ type pendingID struct {
 }
 
 type inDoubtID struct {
-	topic string
-	until time.Time // forgotten after the dedup window
+	topic  string
+	until  time.Time   // forgotten after the dedup window
+	report chan seenAt // the waiting Append's (room for one); nil once it left the id to the backlog
+	told   bool        // report holds the follower's, or had it
+}
+
+// seenAt is where the follower read an event: its seq, in its epoch.
+type seenAt struct {
+	epoch string
+	seq   uint64
 }
 
 // maxIDBacklog bounds both lists: past it the oldest pending entry is dropped, and no new doubt is kept.
@@ -296,39 +341,94 @@ func (b *idBacklog) pushLocked(p pendingID) {
 	}
 }
 
-// doubt remembers a publish that ended uncertain, until the window ends.
+// doubt remembers a publish whose outcome the follower is to tell, until
+// the window ends; the follower queues its entry when it reads its event.
 func (b *idBacklog) doubt(mid, topic string, window time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.doubtLocked(mid, inDoubtID{topic: topic, until: time.Now().Add(window)})
+}
+
+// expect is doubt for an Append that waits: the follower reports to the
+// channel returned instead of queueing the entry, until the Append hands
+// it over or settles it (both name the channel, so that one Append never
+// ends another's wait). It returns nil when the backlog is full, or
+// another Append of the same id is waiting already.
+func (b *idBacklog) expect(mid, topic string, window time.Duration) chan seenAt {
+	ch := make(chan seenAt, 1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d, ok := b.inDoubt[mid]; ok && d.report != nil {
+		return nil
+	}
+	if !b.doubtLocked(mid, inDoubtID{topic: topic, until: time.Now().Add(window), report: ch}) {
+		return nil
+	}
+	return ch
+}
+
+func (b *idBacklog) doubtLocked(mid string, d inDoubtID) bool {
 	if b.inDoubt == nil {
 		b.inDoubt = map[string]inDoubtID{}
 	}
-	now := time.Now()
 	if len(b.inDoubt) >= maxIDBacklog {
-		for k, d := range b.inDoubt {
-			if now.After(d.until) {
+		now := time.Now()
+		for k, old := range b.inDoubt {
+			if now.After(old.until) {
 				delete(b.inDoubt, k)
 			}
 		}
 	}
-	if len(b.inDoubt) < maxIDBacklog {
-		b.inDoubt[mid] = inDoubtID{topic: topic, until: now.Add(window)}
+	if len(b.inDoubt) >= maxIDBacklog {
+		return false
 	}
+	b.inDoubt[mid] = d
+	return true
 }
 
-// seen is the follower's: an event it read, with its Nats-Msg-Id. One
-// whose publish ended uncertain here is queued for the ledger.
+// handOver leaves the id Append expected with report to the backlog:
+// Append stops waiting (its ack was lost, or the follower did not read the
+// event in time). One the follower has already reported is queued at once.
+func (b *idBacklog) handOver(mid string, report chan seenAt) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.inDoubt[mid]
+	if !ok || report == nil || d.report != report {
+		return
+	}
+	if d.told {
+		delete(b.inDoubt, mid)
+		select {
+		case at := <-d.report:
+			b.pushLocked(pendingID{mid, idEntry{Epoch: at.epoch, Seq: at.seq, Topic: d.topic}})
+		default: // Append took it, and records it itself
+		}
+		return
+	}
+	d.report = nil
+	b.inDoubt[mid] = d
+}
+
+// seen is the follower's: an event it read, with its Nats-Msg-Id and the
+// epoch it read it in. A waiting Append is told (once); one whose publish
+// ended uncertain here is queued for the ledger.
 func (b *idBacklog) seen(mid, epoch string, seq uint64, topic string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d, ok := b.inDoubt[mid]
-	if !ok {
+	if !ok || d.topic != topic {
 		return
 	}
-	delete(b.inDoubt, mid)
-	if d.topic == topic {
-		b.pushLocked(pendingID{mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic}})
+	if d.report != nil {
+		if !d.told {
+			d.report <- seenAt{epoch: epoch, seq: seq} // room for one, and only one is sent
+			d.told = true
+			b.inDoubt[mid] = d
+		}
+		return // until the Append settles it or hands it over
 	}
+	delete(b.inDoubt, mid)
+	b.pushLocked(pendingID{mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic}})
 }
 
 // next returns the oldest entry to record, or a channel closed when there
@@ -375,9 +475,12 @@ func (l *natsLog[T]) recordOnceBounded(ctx context.Context, p pendingID) bool {
 	return l.recordOnce(ctx, msg, time.Now().Add(requestTimeout)) == nil
 }
 
-// settled forgets a doubt: the publish was acknowledged.
-func (b *idBacklog) settled(mid string) {
+// settled forgets the doubt of the Append that expected with report (nil:
+// one left to the backlog): the id is recorded, or refused.
+func (b *idBacklog) settled(mid string, report chan seenAt) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.inDoubt, mid)
+	if d, ok := b.inDoubt[mid]; ok && d.report == report {
+		delete(b.inDoubt, mid)
+	}
 }

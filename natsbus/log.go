@@ -29,6 +29,8 @@ type natsLog[T any] struct {
 
 	epoch atomic.Pointer[string] // the stream's incarnation, as a follower last read it (ids.go)
 	ids   idBacklog              // ledger entries still to write (ids.go)
+
+	followers atomic.Int32 // Follow calls running: whether Append can wait for the follower (ids.go)
 }
 
 // epochNow is the stream's epoch as a follower last read it ("" before).

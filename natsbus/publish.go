@@ -68,29 +68,27 @@ func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint
 			return seq, nil
 		}
 	}
-	if id != "" {
-		l.ids.doubt(mid, topic, l.cfg.dedupWindow()) // until the ack: if it never comes, the follower tells (ids.go)
+	var report chan seenAt
+	if id != "" { // until the ack: if it never comes, the follower tells (ids.go)
+		report = l.ids.expect(mid, topic, l.cfg.dedupWindow())
 	}
 	seq, dup, err := l.publish(ctx, msg)
 	if err != nil {
+		if id != "" {
+			l.ids.handOver(mid, report)
+		}
 		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
 	}
 	if id == "" {
 		return seq, nil
 	}
-
 	if dup {
 		if err := l.checkReuse(ctx, seq, msg.Subject); err != nil {
+			l.ids.settled(mid, report)
 			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
 		}
 	}
-	// The epoch the stream is in now names the incarnation that stored it
-	// (the follower's may lag a recreated stream). Without an answer, this
-	// node's follower records it when it reads the event (see idBacklog).
-	if epoch, err := l.Epoch(ctx); err == nil {
-		l.ids.settled(mid)
-		l.recordID(ctx, mid, idEntry{Epoch: epoch, Seq: seq, Topic: topic})
-	}
+	l.recordStored(ctx, mid, topic, seq, dup, report)
 	return seq, nil
 }
 
