@@ -242,7 +242,9 @@ func (br *Bridge[T]) leave(s *session[T]) {
 }
 
 // Close sends going-away (1001) to every client and returns once every
-// goroutine of the bridge (and of melody under it) is gone. It does not
+// goroutine of the bridge is gone and melody's hub has stopped (its
+// goroutine returns right after: melody offers nothing to wait on for
+// that last step). It does not
 // close the bus. After Close, ServeHTTP answers 503; a request still in
 // WithAuthenticate is waited for, and closed with 1001 if it succeeds.
 // Close returns within the write timeout (WithWriteTimeout), plus the time
