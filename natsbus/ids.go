@@ -341,18 +341,11 @@ func (b *idBacklog) pushLocked(p pendingID) {
 	}
 }
 
-// doubt remembers a publish whose outcome the follower is to tell, until
-// the window ends; the follower queues its entry when it reads its event.
-func (b *idBacklog) doubt(mid, topic string, window time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.doubtLocked(mid, inDoubtID{topic: topic, until: time.Now().Add(window)})
-}
-
-// expect is doubt for an Append that waits: the follower reports to the
-// channel returned instead of queueing the entry, until the Append hands
-// it over or settles it (both name the channel, so that one Append never
-// ends another's wait). It returns nil when the backlog is full, or
+// expect remembers a publish about to be sent, until the window ends: the
+// follower reports where it read its event to the channel returned, until
+// the Append settles it or hands it over (both name the channel, so that
+// one Append never ends another's wait); after a hand-over the follower
+// queues its entry itself. It returns nil when the backlog is full, or
 // another Append of the same id is waiting already.
 func (b *idBacklog) expect(mid, topic string, window time.Duration) chan seenAt {
 	ch := make(chan seenAt, 1)

@@ -270,7 +270,7 @@ func TestUncertainPublishRecordedByTheFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.ids.doubt(mid, "a", time.Minute) // as Append does before its publish
+	report := l.ids.expect(mid, "a", time.Minute) // as Append does before its publish
 	p.Pause()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, _, err = l.publish(ctx, msg)
@@ -278,6 +278,7 @@ func TestUncertainPublishRecordedByTheFollower(t *testing.T) {
 	if !errors.Is(err, bus.ErrUncertain) {
 		t.Fatalf("publish over a paused network: %v; want ErrUncertain", err)
 	}
+	l.ids.handOver(mid, report) // and after it failed
 	p.Resume()
 	waitFor(t, "the follower's ledger entry", func() bool {
 		seq, st, _ := l.askID(context.Background(), mid, "a", time.Now().Add(time.Second))
