@@ -151,7 +151,17 @@
 //     on a majority before it is acknowledged.
 //   - Permissions, if the account restricts them: publish to "<stream>.>",
 //     "_whalesong_ids.<stream>.>" and "$JS.API.>", subscribe to
-//     "_whalesong.<stream>.>" and "_INBOX.>".
+//     "_whalesong.<stream>.>" and "_INBOX.>" (the connection's inbox
+//     prefix, if it sets nats.CustomInboxPrefix). Of the JetStream API,
+//     natsbus asks STREAM.CREATE, STREAM.INFO, STREAM.UPDATE (the epoch
+//     of a rewound stream) and STREAM.MSG.GET of both streams, and
+//     CONSUMER.CREATE, CONSUMER.MSG.NEXT and CONSUMER.DELETE of the event
+//     stream. The server reports a subject it refuses only to the
+//     connection's error handler, so New checks each of these (a probe of
+//     the id ledger stores nothing) and fails with ErrPermission naming
+//     the one refused; a publish to a topic the account refuses returns
+//     ErrNotStored wrapping ErrPermission. Publishing may be narrowed to
+//     some topics ("<stream>.chat.>").
 //   - The stream: New creates it. One that exists must agree with the
 //     options (history, TTL, replicas, subjects, republish, dedup window,
 //     nothing that deletes messages): otherwise New fails with

@@ -30,6 +30,12 @@ var (
 	// within the ctx given to New.
 	ErrStream = errors.New("natsbus: stream unavailable")
 
+	// ErrPermission reports that the NATS account refused this connection
+	// a subject natsbus needs (see Permissions in the package doc); the
+	// error names the subject. New checks every permission it needs, and
+	// a publish the server refuses wraps it with ErrNotStored.
+	ErrPermission = errors.New("natsbus: permission denied")
+
 	// ErrNotStored reports a publish that was definitely not stored: the
 	// server refused it, or it never left this process. Retrying is safe.
 	ErrNotStored = errors.New("natsbus: not stored")

@@ -247,7 +247,7 @@ func TestIDLedgerMismatch(t *testing.T) {
 		if _, err := js.CreateStream(context.Background(), want); err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		err := ensureIDs(context.Background(), js, cfg)
+		err := ensureIDs(context.Background(), js, cfg, func() error { return nil })
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("a ledger that keeps ids longer: %v", err)

@@ -285,8 +285,8 @@ func (l *natsLog[T]) recordOnce(ctx context.Context, msg *nats.Msg, deadline tim
 }
 
 // ensureIDs creates the ledger or checks the existing one.
-func ensureIDs(ctx context.Context, js jetstream.JetStream, c config) error {
-	return ensure(ctx, js, c.idsStreamConfig(), c.idsMismatch)
+func ensureIDs(ctx context.Context, js jetstream.JetStream, c config, refused func() error) error {
+	return ensure(ctx, js, c.idsStreamConfig(), c.idsMismatch, refused)
 }
 
 // The ledger's backlog: ids that Append could not record, and ids whose

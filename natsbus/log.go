@@ -58,10 +58,14 @@ func newLog[T any](ctx context.Context, nc *nats.Conn, cfg config) (*natsLog[T],
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStream, err)
 	}
-	if err := ensureStream(ctx, js, cfg); err != nil {
+	before := nc.LastError() // a permission refused from here on is New's (access.go)
+	if err := ensureStream(ctx, js, cfg, apiRefused(nc, before)); err != nil {
 		return nil, err
 	}
-	if err := ensureIDs(ctx, js, cfg); err != nil {
+	if err := ensureIDs(ctx, js, cfg, apiRefused(nc, before)); err != nil {
+		return nil, err
+	}
+	if err := checkAccess(ctx, nc, cfg, before); err != nil {
 		return nil, err
 	}
 	return &natsLog[T]{nc: nc, js: js, cfg: cfg, prefix: cfg.prefix(), loaded: make(chan struct{})}, nil

@@ -209,11 +209,14 @@ func (l *natsLog[T]) publishDeadline(ctx context.Context) time.Time {
 
 // try sends msg once and waits for its ack until tryTimeout or the deadline.
 func (l *natsLog[T]) try(ctx context.Context, msg *nats.Msg, deadline time.Time) (uint64, bool, outcome, error) {
-	closed := l.nc.IsClosed()
+	closed, before := l.nc.IsClosed(), l.nc.LastError()
 	tctx, cancel := context.WithDeadline(ctx, earliest(deadline, time.Now().Add(tryTimeout)))
 	defer cancel()
 	resp, err := l.nc.RequestMsgWithContext(tctx, msg)
 	if err != nil {
+		if perr := refusedSince(l.nc, before, func(s string) bool { return s == msg.Subject }); perr != nil {
+			return 0, false, refusedAll, perr // the server dropped it: no try can be stored
+		}
 		return 0, false, requestOutcome(err, closed), err
 	}
 	return l.ackOutcome(resp.Data)

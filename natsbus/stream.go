@@ -142,17 +142,24 @@ const (
 )
 
 // ensureStream creates the event stream or checks the existing one.
-func ensureStream(ctx context.Context, js jetstream.JetStream, c config) error {
-	return ensure(ctx, js, c.streamConfig(), c.mismatch)
+func ensureStream(ctx context.Context, js jetstream.JetStream, c config, refused func() error) error {
+	return ensure(ctx, js, c.streamConfig(), c.mismatch, refused)
 }
 
 // ensure creates the stream want names, or checks the existing one with
-// mismatch, retrying transient failures until ctx ends.
-func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mismatch func(jetstream.StreamConfig) []string) error {
+// mismatch, retrying transient failures until ctx ends, or until refused
+// says that the account does not allow the requests.
+func ensure(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, mismatch func(jetstream.StreamConfig) []string, refused func() error) error {
 	var last error
 	for wait := retryMin; ; wait = min(2*wait, retryMax) {
 		err := ensureOnce(ctx, js, want, mismatch)
-		if err == nil || errors.Is(err, ErrStreamMismatch) || !transient(err) {
+		if err == nil || errors.Is(err, ErrStreamMismatch) {
+			return err
+		}
+		if perr := refused(); perr != nil {
+			return fmt.Errorf("%w: stream %s: %w", ErrStream, quote(want.Name), perr)
+		}
+		if !transient(err) {
 			return err
 		}
 		last = err
