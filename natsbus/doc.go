@@ -178,8 +178,10 @@
 //     after a restart only from the messages it still stores, so without
 //     the ledger an id whose event WithHistory had evicted would be stored
 //     again by a retry after a server restart. PublishID asks the ledger
-//     first (if it cannot be read within half the publish's time, nothing
-//     is sent and the error wraps ErrNotStored) and records the id once
+//     first, and again before every retry of the same call (if it cannot
+//     be read within half the publish's time, nothing is sent and the
+//     error wraps ErrNotStored; a retry it cannot read is not sent), and
+//     records the id once
 //     stored, under the epoch this node's follower read its event in (a
 //     duplicate, or a node not following, asks the stream); an id of an
 //     earlier epoch is a new id. PublishID costs about 3x a Publish: it is

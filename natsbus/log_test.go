@@ -239,7 +239,7 @@ func TestUncertainThenRetrySameID(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, _, err = l.publish(ctx, msg)
+	_, _, err = l.publish(ctx, msg, nil)
 	cancel()
 	if !errors.Is(err, bus.ErrUncertain) || errors.Is(err, ErrNotStored) {
 		t.Fatalf("publish over a paused network: %v; want ErrUncertain", err)
@@ -273,7 +273,7 @@ func TestUncertainPublishRecordedByTheFollower(t *testing.T) {
 	report := l.ids.expect(mid, "a", time.Minute) // as Append does before its publish
 	p.Pause()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, _, err = l.publish(ctx, msg)
+	_, _, err = l.publish(ctx, msg, nil)
 	cancel()
 	if !errors.Is(err, bus.ErrUncertain) {
 		t.Fatalf("publish over a paused network: %v; want ErrUncertain", err)
@@ -461,5 +461,53 @@ func TestLedgerRecordLogsNothing(t *testing.T) {
 		if strings.Contains(line, "not recorded") {
 			t.Fatalf("a record that landed was logged: %q", line)
 		}
+	}
+}
+
+// A retry inside one publish asks the id ledger again: here node B's first
+// try is held by a paused network while node A stores and records the same
+// id, the event is evicted and the server restarts (JetStream forgets the
+// id with the evicted event). B's next try, after its reconnect, must find
+// A's entry and answer its seq, not store the id again.
+func TestRetryAfterAnotherNodeRecordedTheID(t *testing.T) {
+	s, nc := single(t)
+	la := testLog[int](t, connect(t, s.URL()), WithHistory(1))
+	_ = follow(t, la)
+	waitLoaded(t, la)
+	p := natstestProxy(t, s.URL())
+	lb := testLog[int](t, connect(t, p.URL()), WithHistory(1))
+	msg, mid, err := lb.message("id-1", "t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		seq uint64
+		dup bool
+		err error
+	}
+	done := make(chan result, 1)
+	p.Pause()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		recheck := func(deadline time.Time) (uint64, idState, error) { return lb.askID(ctx, mid, "t", deadline) }
+		seq, dup, err := lb.publish(ctx, msg, recheck) // as Append sends it once the ledger said the id is new
+		done <- result{seq, dup, err}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	first, err := la.Append(ctx, "id-1", "t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, la, "t", 1) // evicts it
+	s.Restart()
+	p.Resume()
+	r := <-done
+	if r.err != nil || r.seq != first || !r.dup {
+		t.Fatalf("B's publish after A recorded the id, an eviction and a restart: seq %d dup %v, %v; want A's seq %d", r.seq, r.dup, r.err, first)
+	}
+	if last := streamState(t, nc, defaultStream).State.LastSeq; last != first+1 {
+		t.Fatalf("the stream's last seq is %d, want %d: B stored the id again", last, first+1)
 	}
 }

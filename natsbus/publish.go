@@ -72,11 +72,18 @@ func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint
 	if id != "" { // until the ack: if it never comes, the follower tells (ids.go)
 		report = l.ids.expect(mid, topic, l.cfg.dedupWindow())
 	}
-	seq, dup, err := l.publish(ctx, msg)
+	var recheck func(time.Time) (uint64, idState, error)
+	if id != "" {
+		recheck = func(deadline time.Time) (uint64, idState, error) { return l.askID(ctx, mid, topic, deadline) }
+	}
+	seq, dup, err := l.publish(ctx, msg, recheck)
+	switch {
+	case err != nil && id != "" && errors.Is(err, bus.ErrUncertain):
+		l.ids.handOver(mid, report) // the follower tells, if it was stored
+	case err != nil && id != "":
+		l.ids.settled(mid, report) // not stored, or refused as another topic's
+	}
 	if err != nil {
-		if id != "" {
-			l.ids.handOver(mid, report)
-		}
 		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
 	}
 	if id == "" {
@@ -156,15 +163,29 @@ func plainID(id string) bool {
 }
 
 // publish sends msg until one try is acked, a try proves that none can be,
-// or the deadline passes.
-func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg) (seq uint64, duplicate bool, err error) {
+// or the deadline passes. With recheck (a caller id), every try after the
+// first asks the id ledger again and sends only if the id is still new: a
+// retry may come after a server restart that made JetStream forget the id
+// while another node stored and recorded it meanwhile.
+func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg, recheck func(time.Time) (uint64, idState, error)) (seq uint64, duplicate bool, err error) {
 	deadline := l.publishDeadline(ctx)
 	uncertain := false
 	var last error
-	for wait := pubRetryMin; ; wait = min(2*wait, pubRetryMax) {
+	for wait, tries := pubRetryMin, 0; ; wait, tries = min(2*wait, pubRetryMax), tries+1 {
 		if err := ctx.Err(); err != nil || !time.Now().Before(deadline) {
 			last = errors.Join(last, expired(ctx))
 			break
+		}
+		if tries > 0 && recheck != nil {
+			seq, st, err := recheck(deadline)
+			if st == idFound {
+				return seq, true, err // stored before (err: for another topic)
+			}
+			if st == idUnknown { // not sent: the ledger could not say
+				last = err
+				pause(ctx, wait, deadline)
+				continue
+			}
 		}
 		seq, dup, out, err := l.try(ctx, msg, deadline)
 		switch out {
@@ -177,14 +198,20 @@ func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg) (seq uint64, du
 		if out == refusedAll || out == unanswerable {
 			break
 		}
-		if pause := min(wait, time.Until(deadline)); pause > 0 && !sleep(ctx, pause) {
-			continue // the loop's head reports ctx
-		}
+		pause(ctx, wait, deadline)
 	}
 	if uncertain {
 		return 0, false, fmt.Errorf("%w: %w", bus.ErrUncertain, last)
 	}
 	return 0, false, fmt.Errorf("%w: %w", ErrNotStored, last)
+}
+
+// pause waits before the next try: wait, or until the deadline, or until
+// ctx ends (which the loop's head reports).
+func pause(ctx context.Context, wait time.Duration, deadline time.Time) {
+	if d := min(wait, time.Until(deadline)); d > 0 {
+		sleep(ctx, d)
+	}
 }
 
 // expired is why a publish stopped trying: ctx's error, or its own bound.
