@@ -181,15 +181,15 @@
 //     first, and again before every retry of the same call (if it cannot
 //     be read within half the publish's time, nothing is sent and the
 //     error wraps ErrNotStored; a retry it cannot read is not sent), and
-//     records the id once
-//     stored, under the epoch this node's follower read its event in (a
+//     records the id once stored, under the epoch this node's follower read its event in (a
 //     duplicate, or a node not following, asks the stream); an id of an
 //     earlier epoch is a new id. PublishID costs about 3x a Publish: it is
 //     three requests in a row, the lookup, the publish and the record
 //     (BENCHMARKS.md).
 //     A record that fails is retried in the background, and a publish whose
 //     ack was lost (ErrUncertain) is recorded when this node's follower
-//     reads its event. What is left: an id whose record has not landed yet
+//     reads its event; Bus.Close tries what is left once more (for at most
+//     2 s) before it returns. What is left: an id whose record has not landed yet
 //     (its node lost the connection to NATS, or died, before it could write
 //     it) and whose event is evicted and the server restarted before the
 //     retry; the retry may then store it again.

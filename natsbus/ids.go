@@ -440,9 +440,11 @@ func (b *idBacklog) next() (pendingID, bool, <-chan struct{}) {
 	return pendingID{}, false, b.changed
 }
 
-// recordLoop records the backlog until ctx ends; Follow runs it on a
-// goroutine it waits for.
+// recordLoop records the backlog until ctx ends, then what is left of it
+// once more (a bus that closes for a deploy still records what its
+// follower read); Follow runs it on a goroutine it waits for.
 func (l *natsLog[T]) recordLoop(ctx context.Context) {
+	defer l.drainIDs()
 	for {
 		p, ok, changed := l.ids.next()
 		if !ok {
@@ -458,6 +460,23 @@ func (l *natsLog[T]) recordLoop(ctx context.Context) {
 			if !sleep(ctx, pubRetryMax) {
 				return
 			}
+		}
+	}
+}
+
+// drainIDs tries each entry left in the backlog once, within
+// requestTimeout in all, and stops at the first that fails.
+func (l *natsLog[T]) drainIDs() {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	for !l.nc.IsClosed() {
+		p, ok, _ := l.ids.next()
+		if !ok {
+			return
+		}
+		if !l.recordOnceBounded(ctx, p) {
+			l.ids.later(p.mid, p.e) // for a Follow that starts again
+			return
 		}
 	}
 }

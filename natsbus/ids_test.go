@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -147,5 +148,25 @@ func TestIDBacklogDoubtAndBound(t *testing.T) {
 	}
 	if len(b.inDoubt) != maxIDBacklog {
 		t.Fatalf("%d ids in doubt, want %d", len(b.inDoubt), maxIDBacklog)
+	}
+}
+
+// A bus that closes (a deploy) still records what is left in its
+// backlog, once, within a bound: here an entry queued when the loop's
+// ctx has already ended.
+func TestRecordLoopDrainsAtTheEnd(t *testing.T) {
+	_, nc := single(t)
+	l := testLog[int](t, nc)
+	epoch, err := l.Epoch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mid, _ := l.message("left", "a", 1)
+	l.ids.later(mid, idEntry{Epoch: epoch, Seq: 1, Topic: "a"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.recordLoop(ctx)
+	if seq, st, err := l.askID(context.Background(), mid, "a", time.Now().Add(waitLimit)); st != idFound || seq != 1 {
+		t.Fatalf("the ledger after the loop ended: seq %d, state %d, %v; want seq 1 found", seq, st, err)
 	}
 }
