@@ -20,7 +20,7 @@ type Event[T any] struct {
 	Seq   uint64    // bus-wide, starts at 1, +1 per published event
 	Topic string    // the topic it was published to
 	Time  time.Time // when Publish accepted it (on a shared Log: when the log stored it)
-	Data  T
+	Data  T         // the published value, shared by every subscriber (see "Data is shared, not copied")
 
 	// Skipped counts this subscription's events with Seq between the
 	// previous event it received and this one that it lost (dropped or
@@ -618,12 +618,12 @@ func (b *Bus[T]) Page(pattern string, before uint64, limit int) (events []Event[
 // now, with what its Recovered and Missing would say, and the bus's Seq at
 // that instant (live events after it would follow).
 type Replayed[T any] struct {
-	Events    []Event[T]
-	Recovered bool
+	Events    []Event[T] // what would be replayed, oldest first
+	Recovered bool       // what Subscription.Recovered would say
 	// After and Before bound what is missing when Recovered is false (see
 	// Subscription.Missing); both 0 otherwise.
 	After, Before uint64
-	Seq           uint64
+	Seq           uint64 // the bus's Seq at that instant
 }
 
 // Replay returns what Subscribe(pattern, opts...) would replay right now,

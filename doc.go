@@ -13,7 +13,7 @@
 // # Topics and patterns
 //
 // A topic is 1 to 256 bytes of valid UTF-8: tokens separated by '.', no
-// empty token, no white space, no control character, no '*' or '>'. A pattern
+// empty token, no Unicode white space, no control character, no '*' or '>'. A pattern
 // follows the same grammar, except that a whole token may be '*' (exactly one
 // token) and the last token may be '>' (one or more tokens). Publish rejects a
 // bad topic with ErrInvalidTopic, Subscribe a bad pattern with
@@ -21,7 +21,8 @@
 // input early, and Match the same matching rules (for access checks, say).
 // Matching walks a tree of tokens, so a Publish costs
 // O(topic depth + matching subscribers), however many subscriptions exist on
-// other topics.
+// other topics: 10,000 subscriptions on other topics do not slow it
+// measurably (a test holds it; BenchmarkUnrelated measures it).
 //
 // # Ordering
 //
@@ -81,7 +82,7 @@
 //
 // Recovered says whether the replay is complete: it is false whenever an
 // event the option asked for is no longer retained, and never true when
-// something asked for was lost. Missing then bounds what may be missing:
+// something asked for was lost (without a replay option it is true). Missing then bounds what may be missing:
 // only matching events with after < Seq < before. Without WithHistoryTTL it
 // is exact per topic: a loss on one topic does not affect a pattern that
 // matches only others. With WithMaxRetained(n) a topic whose every event was
@@ -100,6 +101,16 @@
 // History, Page (older history, a page at a time) and Replay read the
 // retained events without subscribing.
 //
+// # Publishing
+//
+// Publish is atomic: when it returns an error, no subscriber and no History
+// ever sees the event, and Seq does not move. When it returns a Seq, the
+// event is retained (if history is on) and queued to every matching live
+// subscriber, subject to that subscriber's policy. It waits only for Block
+// subscribers that are full, and then returns an error wrapping ctx.Err()
+// if ctx ends first; a Publish that need not wait ignores ctx, and one
+// blocked only by a subscription that is then closed goes on and succeeds.
+//
 // # Publishing once
 //
 // PublishID publishes once per id within a deduplication window
@@ -116,7 +127,7 @@
 //   - Publish returns once the log has stored the event and this bus has
 //     applied it (bounded by ctx); an error wrapping ErrUncertain means it
 //     may have been stored: PublishID with the same id tells. Other errors
-//     are atomic, as in-process.
+//     are atomic, as in-process (see Publishing).
 //   - Block cannot make publishers in other processes wait: a full Block
 //     subscriber stops taking live events and is refilled from the history
 //     as it reads; it ends with ErrSlowConsumer only if the history no longer

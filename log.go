@@ -51,8 +51,8 @@ type Log[T any] interface {
 
 // A Position is a place in a log: an epoch and the Seq of a record in it.
 type Position struct {
-	Epoch string
-	Seq   uint64
+	Epoch string // the log's sequence space (the incarnation of the stream)
+	Seq   uint64 // the Seq of a record in it (0: before its first)
 }
 
 // A Record is one entry that Log.Follow hands to the bus.

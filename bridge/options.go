@@ -55,8 +55,8 @@ type Option func(*config)
 // publish data back into T. Marshal must produce JSON: it is embedded
 // verbatim in the frame.
 type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
+	Marshal(v any) ([]byte, error)      // an event's data to the JSON of its frame
+	Unmarshal(data []byte, v any) error // a client publish's data back into a *T
 }
 
 // jsonCodec is the default Codec: encoding/json.
@@ -137,9 +137,12 @@ func WithAuthenticate(fn func(r *http.Request) (identity any, err error)) Option
 }
 
 // WithAuthorize decides every subscribe pattern and publish topic of a
-// connection; a non-nil error refuses it with code forbidden. Without it
-// clients may subscribe to any pattern and publish nothing. Patterns can hold
-// wildcards: see PatternWithin and the package doc before writing one.
+// connection; a non-nil error refuses it with code forbidden. The error's
+// text reaches the client, as the error frame's message (`subscribe to
+// "admin.>" denied: <text>`): write it for the user, and keep secrets out of
+// it. Without it clients may subscribe to any pattern and publish nothing.
+// Patterns can hold wildcards: see PatternWithin and the package doc before
+// writing one.
 func WithAuthorize(fn func(identity any, a Action, topicOrPattern string) error) Option {
 	return func(c *config) { c.authorize = fn }
 }

@@ -10,7 +10,7 @@ import (
 
 // BridgeSource is what a BridgeCollector reads: a *bridge.Bridge[T] of any T.
 type BridgeSource interface {
-	Stats() bridge.Stats
+	Stats() bridge.Stats // read at every scrape
 }
 
 // The reasons of whalesong_bridge_disconnects_total.

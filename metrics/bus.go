@@ -10,7 +10,7 @@ import (
 
 // BusSource is what a BusCollector reads: a *bus.Bus[T] of any T.
 type BusSource interface {
-	Stats() bus.Stats
+	Stats() bus.Stats // read at every scrape
 }
 
 // BusCollector is a prometheus.Collector for the Stats of one bus and the

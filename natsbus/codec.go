@@ -6,8 +6,8 @@ import "encoding/json"
 // stream must use the same codec and the same T. It has the same shape as
 // bridge.Codec, so one value can serve both.
 type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
+	Marshal(v any) ([]byte, error)      // an event's data to a message payload
+	Unmarshal(data []byte, v any) error // a payload back into a *T
 }
 
 // JSON is the default Codec: encoding/json.

@@ -25,4 +25,7 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 )
 
+// Built against the library in this repository. A replace applies only
+// here, never to a module that requires this one: before tagging a release
+// of this module, require a released version of github.com/whalesong/bus.
 replace github.com/whalesong/bus => ../

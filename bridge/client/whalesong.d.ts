@@ -371,7 +371,8 @@ export type SubscriptionState = "waiting" | "subscribing" | "live" | "ended";
  * probe), abuse (close code 4001), connect_failed (an attempt that opened no
  * socket: the url function failed or gave a bad URL, the WebSocket
  * constructor threw), queue_full, invalid_data (publish data JSON cannot
- * encode), unsubscribed (before the server acknowledged), epoch_changed (a
+ * encode), invalid_topic (a publish topic that is not a string),
+ * unsubscribed (before the server acknowledged), epoch_changed (a
  * history page `before` a seq of an epoch the server no longer runs),
  * bad_frame (an unreadable frame from the server), codec (the server could
  * not encode an event), handler (a handler or listener threw), version (the
@@ -420,6 +421,8 @@ export declare class WhalesongError extends Error {
   status?: number;
   /** The server's close reason, for kicked. */
   reason?: string;
+  /** What a handler or listener threw, for handler. */
+  cause?: unknown;
 }
 
 /** A subscription: its handler sees each event at most once, in increasing seq within an epoch. */
