@@ -201,17 +201,22 @@ func (l *natsLog[T]) storedOther(ctx context.Context, seq uint64, mid string) bo
 	return !strings.Contains(string(got.Message.Hdrs), "\r\n"+jetstream.MsgIDHeader+": "+mid+"\r\n")
 }
 
+// reportWait bounds how long Append waits for its follower to read its
+// event (microseconds, when it is live) before it asks the stream instead.
+const reportWait = 250 * time.Millisecond
+
 // recordStored records an id Append has just stored at seq, under the
 // epoch of the incarnation that stored it. This node's follower tells that
 // epoch when it reads the event, which the bus waits for anyway (its own
 // epoch may lag a recreated stream, but never for an event it has read in
 // the new one). A duplicate, whose event the follower may have read long
-// ago, and a log nobody follows ask the stream for its epoch instead. An
-// event the follower has not read within the publish's time is recorded
-// by the follower's side once it does (see idBacklog).
+// ago, a log nobody follows, and a follower that has not read the event
+// within reportWait ask the stream for its epoch instead; without an
+// answer, the follower's side records the id once it reads the event (see
+// idBacklog).
 func (l *natsLog[T]) recordStored(ctx context.Context, mid, topic string, seq uint64, dup bool, report chan seenAt) {
 	if !dup && report != nil && l.followers.Load() > 0 {
-		timer := time.NewTimer(time.Until(l.publishDeadline(ctx)))
+		timer := time.NewTimer(min(time.Until(l.publishDeadline(ctx)), reportWait))
 		defer timer.Stop()
 		select {
 		case at := <-report:
@@ -220,9 +225,7 @@ func (l *natsLog[T]) recordStored(ctx context.Context, mid, topic string, seq ui
 				l.recordID(ctx, mid, idEntry{Epoch: at.epoch, Seq: seq, Topic: topic})
 				return
 			}
-		case <-timer.C:
-			l.ids.handOver(mid, report)
-			return
+		case <-timer.C: // the follower is behind (a recreated stream, a catch-up): ask the stream
 		case <-ctx.Done():
 			l.ids.handOver(mid, report)
 			return

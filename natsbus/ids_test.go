@@ -170,3 +170,25 @@ func TestRecordLoopDrainsAtTheEnd(t *testing.T) {
 		t.Fatalf("the ledger after the loop ended: seq %d, state %d, %v; want seq 1 found", seq, st, err)
 	}
 }
+
+// A follower that does not read the event in time (here: counted as
+// running, never reading) makes Append ask the stream for the epoch after
+// reportWait, not wait out the publish's time; the id is recorded.
+func TestAppendWhenTheFollowerIsBehind(t *testing.T) {
+	_, nc := single(t)
+	l := testLog[int](t, nc)
+	l.followers.Add(1) // as if a Follow call ran, stuck behind
+	defer l.followers.Add(-1)
+	start := time.Now()
+	seq, err := l.Append(context.Background(), "slow", "a", 1) // no deadline: 5 s to spend
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > defaultPublishTimeout/2 {
+		t.Fatalf("Append took %v waiting for a follower that never read its event", took)
+	}
+	_, mid, _ := l.message("slow", "a", 1)
+	if got, st, err := l.askID(context.Background(), mid, "a", time.Now().Add(waitLimit)); st != idFound || got != seq {
+		t.Fatalf("the ledger: seq %d, state %d, %v; want %d found", got, st, err, seq)
+	}
+}
