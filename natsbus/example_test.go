@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/whalesong/bus"
 	"github.com/whalesong/bus/natsbus"
 )
@@ -169,4 +171,150 @@ func ExampleWithCodec() {
 	fmt.Println(h[0].Data)
 	// Output:
 	// HELLO
+}
+
+// WithStream names the stream, and so the sequence space: buses on
+// different streams of one NATS server share nothing, each numbering its
+// events from 1 in an epoch of its own.
+func ExampleWithStream() {
+	nc, stop := embedded()
+	defer stop()
+	ctx := context.Background()
+	orders, err := natsbus.New[string](ctx, nc, natsbus.WithStream("ORDERS"))
+	if err != nil {
+		panic(err)
+	}
+	defer orders.Close()
+	chat, err := natsbus.New[string](ctx, nc, natsbus.WithStream("CHAT"))
+	if err != nil {
+		panic(err)
+	}
+	defer chat.Close()
+
+	o, _ := orders.Publish(ctx, "orders.created", "A-1")
+	c, _ := chat.Publish(ctx, "chat.lobby", "hi")
+	fmt.Println("orders seq", o, "chat seq", c, "same epoch:", orders.Epoch() == chat.Epoch())
+	js, _ := jetstream.New(nc)
+	s, _ := js.Stream(ctx, "ORDERS")
+	fmt.Println("stream ORDERS holds subjects", s.CachedInfo().Config.Subjects)
+	_, err = natsbus.New[string](ctx, nc, natsbus.WithStream("chat.lobby"))
+	fmt.Println(errors.Is(err, natsbus.ErrOption), err)
+	// Output:
+	// orders seq 1 chat seq 1 same epoch: false
+	// stream ORDERS holds subjects [ORDERS.>]
+	// true natsbus: invalid option: WithStream("chat.lobby"): "." at byte 4
+}
+
+// WithHistoryTTL is the stream's MaxAge (and bounds its deduplication
+// window); every node on the stream must give the same one.
+func ExampleWithHistoryTTL() {
+	nc, stop := embedded()
+	defer stop()
+	ctx := context.Background()
+	b, err := natsbus.New[string](ctx, nc, natsbus.WithHistoryTTL(time.Minute))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	js, _ := jetstream.New(nc)
+	s, _ := js.Stream(ctx, "WHALESONG")
+	cfg := s.CachedInfo().Config
+	fmt.Println("max age", cfg.MaxAge, "duplicate window", cfg.Duplicates)
+
+	_, err = natsbus.New[string](ctx, nc, natsbus.WithHistoryTTL(time.Hour))
+	fmt.Println(errors.Is(err, natsbus.ErrStreamMismatch), err)
+	_, err = natsbus.New[string](ctx, nc, natsbus.WithHistoryTTL(time.Millisecond))
+	fmt.Println(errors.Is(err, natsbus.ErrOption), err)
+	// Output:
+	// max age 1m0s duplicate window 1m0s
+	// true natsbus: stream configuration mismatch: stream "WHALESONG": max_age (WithHistoryTTL) is 1m0s, want 1h0m0s; duplicate_window is 1m0s, want 5m0s
+	// true natsbus: invalid option: WithHistoryTTL(1ms): JetStream's MaxAge is at least 100ms
+}
+
+// WithReplicas is the stream's replica count. A stream of several replicas
+// needs a JetStream cluster; every node must give the same count, and
+// natsbus never changes an existing stream's.
+func ExampleWithReplicas() {
+	nc, stop := embedded() // one server: one replica
+	defer stop()
+	ctx := context.Background()
+	b, err := natsbus.New[string](ctx, nc, natsbus.WithReplicas(1))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+
+	_, err = natsbus.New[string](ctx, nc, natsbus.WithReplicas(3))
+	fmt.Println(errors.Is(err, natsbus.ErrStreamMismatch), err)
+	_, err = natsbus.New[string](ctx, nc, natsbus.WithReplicas(7))
+	fmt.Println(errors.Is(err, natsbus.ErrOption), err)
+	// Output:
+	// true natsbus: stream configuration mismatch: stream "WHALESONG": num_replicas (WithReplicas) is 1, want 3
+	// true natsbus: invalid option: WithReplicas(7): want 1 to 5
+}
+
+// WithLogger reports what the bus alone does not show: here why a
+// subscription ended. Another program stored an event that does not decode
+// in the stream: the bus counts it as lost (ending the subscriptions it
+// would have reached, which resume and are told), and the log says which.
+func ExampleWithLogger() {
+	nc, stop := embedded()
+	defer stop()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "subject" {
+				return slog.Attr{} // the time differs on every run; the subject with the way it was read
+			}
+			return a
+		},
+	}))
+	b, err := natsbus.New[int](ctx, nc, natsbus.WithLogger(logger))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	sub, _ := b.Subscribe("count")
+	defer sub.Close()
+
+	js, _ := jetstream.New(nc)
+	js.Publish(ctx, "WHALESONG.count", []byte(`"seven"`)) // not an int
+	b.Publish(ctx, "count", 8)
+	_, err = sub.Next(ctx)
+	fmt.Println("subscription ended:", err)
+	again, _ := b.Subscribe("count", bus.After(0))
+	defer again.Close()
+	ev, _ := again.Next(ctx)
+	fmt.Println("resumed:", ev.Seq, ev.Data, "recovered:", again.Recovered())
+	// Output:
+	// level=WARN msg="natsbus: skipped an event that does not decode" stream=WHALESONG seq=1 err="json: cannot unmarshal string into Go value of type int" skipped=1
+	// subscription ended: bus: slow consumer: events of the shared log were missed
+	// resumed: 2 8 recovered: false
+}
+
+// WithBusOptions passes options to the bus that serves the stream: here
+// bus.WithMaxRetained bounds the events this process keeps in memory over
+// all topics, while the stream keeps its own history.
+func ExampleWithBusOptions() {
+	nc, stop := embedded()
+	defer stop()
+	ctx := context.Background()
+	b, err := natsbus.New[string](ctx, nc, natsbus.WithBusOptions(bus.WithMaxRetained(2)))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	var seq uint64
+	for _, room := range []string{"lobby", "dev", "ops"} {
+		seq, _ = b.Publish(ctx, "chat."+room, "hi")
+	}
+	b.WaitSeq(ctx, seq) // this process has applied them
+	fmt.Println("retained in memory:", b.Stats().Retained)
+	js, _ := jetstream.New(nc)
+	s, _ := js.Stream(ctx, "WHALESONG")
+	fmt.Println("in the stream:", s.CachedInfo().State.Msgs)
+	// Output:
+	// retained in memory: 2
+	// in the stream: 3
 }
