@@ -316,3 +316,27 @@ func TestLostLiveCopiesAreReadAgain(t *testing.T) {
 	checkContiguous(t, "follower", r.waitSeq(t, 200), 1, 200)
 	sink.wait(t, "catching up")
 }
+
+// Which JetStream answers New waits out (within its ctx) and which end it
+// at once.
+func TestTransientErrors(t *testing.T) {
+	api := func(code, errCode int) error {
+		return fmt.Errorf("create: %w", &jetstream.APIError{Code: code, ErrorCode: jetstream.ErrorCode(errCode)})
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no answer", context.DeadlineExceeded, true},
+		{"stream not found", api(404, int(jetstream.JSErrCodeStreamNotFound)), true},
+		{"JetStream unavailable", api(503, 10008), true},
+		{"no suitable peers (a peer offline)", api(400, 10005), true},
+		{"replicas on a single server", api(500, errCodeReplicasUnsupported), false},
+		{"a bad stream config", api(400, 10025), false},
+	} {
+		if got := transient(tc.err); got != tc.want {
+			t.Errorf("%s: transient %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -217,6 +217,11 @@ func getStream(ctx context.Context, js jetstream.JetStream, name string) (jetstr
 // mode", a 500 that no retry mends.
 const errCodeReplicasUnsupported = 10074
 
+// errCodeNoPeers is JetStream's "no suitable peers for placement": a 400,
+// and transient while a peer is offline; a placement that can never be
+// met still ends New when its ctx does, with this as the last error.
+const errCodeNoPeers = 10005
+
 // transient tells whether a failed JetStream request may succeed if tried
 // again: timeouts, no responders, server errors (a store still being
 // removed after a delete, no leader yet) may; API errors about the request
@@ -226,8 +231,8 @@ func transient(err error) bool {
 	if !errors.As(err, &api) {
 		return true
 	}
-	if api.ErrorCode == jetstream.JSErrCodeStreamNotFound {
-		return true
+	if api.ErrorCode == jetstream.JSErrCodeStreamNotFound || api.ErrorCode == errCodeNoPeers {
+		return true // a peer offline (a cluster forming, a server restarting) comes back
 	}
 	return api.Code >= 500 && api.ErrorCode != errCodeReplicasUnsupported
 }
