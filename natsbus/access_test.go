@@ -46,9 +46,13 @@ func TestPermissions(t *testing.T) {
 			}})
 		}
 	})
-	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})  // the violations are expected
-	admin := newBus(t, connect(t, s.URL(), nats.UserInfo("admin", "a"), quiet)) // the streams exist
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}) // the violations are expected
+	adminConn := connect(t, s.URL(), nats.UserInfo("admin", "a"), quiet)
+	admin := newBus(t, adminConn) // the streams exist
 	defer admin.Close()
+	if n := streamState(t, adminConn, defaultStream+"_IDS").State.Msgs; n != 0 {
+		t.Fatalf("the ledger holds %d messages after New: its probe stored one", n)
+	}
 	for _, c := range cases {
 		t.Run(c.user, func(t *testing.T) {
 			nc := connect(t, s.URL(), nats.UserInfo(c.user, "p"), quiet)
