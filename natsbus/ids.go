@@ -98,32 +98,6 @@ const (
 	idFound                  // stored before, with that seq
 )
 
-// lookupID asks the ledger about mid until it answers or the lookup's
-// share of the publish's time (half of it) is spent: a publish must not
-// go ahead on a ledger it could not read, which is when, after a restart,
-// JetStream's own dedup may have forgotten the id.
-func (l *natsLog[T]) lookupID(ctx context.Context, mid, topic string) (uint64, error) {
-	deadline := l.publishDeadline(ctx)
-	deadline = time.Now().Add(time.Until(deadline) / 2)
-	var last error
-	for wait := pubRetryMin; ; wait = min(2*wait, pubRetryMax) {
-		seq, st, err := l.askID(ctx, mid, topic, deadline)
-		switch {
-		case st == idFound || st == idAbsent:
-			return seq, err
-		case !time.Now().Before(deadline) || ctx.Err() != nil:
-			if err == nil {
-				err = last
-			}
-			return 0, fmt.Errorf("%w: cannot read the id ledger %s, nothing sent (%w): %w", ErrNotStored, quote(l.cfg.idsStream()), expired(ctx), err)
-		}
-		last = err
-		if pause := min(wait, time.Until(deadline)); pause > 0 && !sleep(ctx, pause) {
-			continue
-		}
-	}
-}
-
 // askID asks the ledger once. An entry of another epoch (the stream was
 // recreated since) counts as absent; one for another topic is an error.
 func (l *natsLog[T]) askID(ctx context.Context, mid, topic string, deadline time.Time) (uint64, idState, error) {

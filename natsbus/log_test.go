@@ -482,18 +482,27 @@ func TestRetryAfterAnotherNodeRecordedTheID(t *testing.T) {
 	}
 	type result struct {
 		seq uint64
-		dup bool
+		how storedAs
 		err error
 	}
 	done := make(chan result, 1)
-	p.Pause()
+	asked := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
-		recheck := func(deadline time.Time) (uint64, idState, error) { return lb.askID(ctx, mid, "t", deadline) }
-		seq, dup, err := lb.publish(ctx, msg, recheck) // as Append sends it once the ledger said the id is new
-		done <- result{seq, dup, err}
+		asks := 0
+		ask := func(deadline time.Time) (uint64, idState, error) { // as Append asks
+			seq, st, err := lb.askID(ctx, mid, "t", deadline)
+			if asks++; asks == 1 {
+				p.Pause() // the first try, sent next, is held
+				close(asked)
+			}
+			return seq, st, err
+		}
+		seq, how, err := lb.publish(ctx, msg, ask)
+		done <- result{seq, how, err}
 	}()
+	<-asked // the ledger told B the id is new
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	first, err := la.Append(ctx, "id-1", "t", 1)
@@ -504,8 +513,8 @@ func TestRetryAfterAnotherNodeRecordedTheID(t *testing.T) {
 	s.Restart()
 	p.Resume()
 	r := <-done
-	if r.err != nil || r.seq != first || !r.dup {
-		t.Fatalf("B's publish after A recorded the id, an eviction and a restart: seq %d dup %v, %v; want A's seq %d", r.seq, r.dup, r.err, first)
+	if r.err != nil || r.seq != first || r.how != recorded {
+		t.Fatalf("B's publish after A recorded the id, an eviction and a restart: seq %d (%d), %v; want A's seq %d from the ledger", r.seq, r.how, r.err, first)
 	}
 	if last := streamState(t, nc, defaultStream).State.LastSeq; last != first+1 {
 		t.Fatalf("the stream's last seq is %d, want %d: B stored the id again", last, first+1)

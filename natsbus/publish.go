@@ -51,51 +51,41 @@ const (
 // every try of one id is stored at most once within the dedup window, and
 // returns its Seq. It tries again while ctx allows (5s without a deadline,
 // never past half the dedup window). An error wraps ErrNotStored when no
-// try can have been stored, and bus.ErrUncertain otherwise. A caller id is
-// looked up in the id ledger first, and recorded there once stored (see
-// ids.go): a publish that cannot read the ledger sends nothing.
+// try can have been stored, and bus.ErrUncertain otherwise. Every try of a
+// caller id asks the id ledger first, and the id is recorded there once
+// stored (see ids.go): a publish that cannot read the ledger sends nothing.
 func (l *natsLog[T]) Append(ctx context.Context, id, topic string, data T) (uint64, error) {
 	msg, mid, err := l.message(id, topic, data)
 	if err != nil {
 		return 0, err
 	}
-	if id != "" { // a caller id may be a retry of one stored long ago (see ids.go)
-		seq, err := l.lookupID(ctx, mid, topic)
-		if err != nil {
-			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
-		}
-		if seq > 0 {
-			return seq, nil
-		}
-	}
 	var report chan seenAt
-	if id != "" { // until the ack: if it never comes, the follower tells (ids.go)
-		report = l.ids.expect(mid, topic, l.cfg.dedupWindow())
+	var ask func(time.Time) (uint64, idState, error)
+	if id != "" { // a caller id may be a retry of one stored long ago (see ids.go)
+		report = l.ids.expect(mid, topic, l.cfg.dedupWindow()) // until the ack: if it never comes, the follower tells
+		ask = func(deadline time.Time) (uint64, idState, error) { return l.askID(ctx, mid, topic, deadline) }
 	}
-	var recheck func(time.Time) (uint64, idState, error)
-	if id != "" {
-		recheck = func(deadline time.Time) (uint64, idState, error) { return l.askID(ctx, mid, topic, deadline) }
-	}
-	seq, dup, err := l.publish(ctx, msg, recheck)
+	seq, how, err := l.publish(ctx, msg, ask)
 	switch {
-	case err != nil && id != "" && errors.Is(err, bus.ErrUncertain):
+	case id == "":
+	case err != nil && errors.Is(err, bus.ErrUncertain):
 		l.ids.handOver(mid, report) // the follower tells, if it was stored
-	case err != nil && id != "":
-		l.ids.settled(mid, report) // not stored, or refused as another topic's
+	case err != nil || how == recorded:
+		l.ids.settled(mid, report) // not stored, refused as another topic's, or recorded before
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%w (publish to %s, id %s)", err, quote(topic), quote(mid))
 	}
-	if id == "" {
+	if id == "" || how == recorded {
 		return seq, nil
 	}
-	if dup {
+	if how == duplicate {
 		if err := l.checkReuse(ctx, seq, msg.Subject); err != nil {
 			l.ids.settled(mid, report)
 			return 0, fmt.Errorf("%w: id %s (publish to %s)", err, quote(id), quote(topic))
 		}
 	}
-	l.recordStored(ctx, mid, topic, seq, dup, report)
+	l.recordStored(ctx, mid, topic, seq, how == duplicate, report)
 	return seq, nil
 }
 
@@ -162,35 +152,58 @@ func plainID(id string) bool {
 	return true
 }
 
+// storedAs is how a publish found its event stored.
+type storedAs int
+
+const (
+	fresh     storedAs = iota // this publish stored it
+	duplicate                 // JetStream knew the id: stored before, by an earlier try or another publish
+	recorded                  // the id ledger knew it: stored before, and nothing was sent
+)
+
 // publish sends msg until one try is acked, a try proves that none can be,
-// or the deadline passes. With recheck (a caller id), every try after the
-// first asks the id ledger again and sends only if the id is still new: a
-// retry may come after a server restart that made JetStream forget the id
-// while another node stored and recorded it meanwhile.
-func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg, recheck func(time.Time) (uint64, idState, error)) (seq uint64, duplicate bool, err error) {
+// or the deadline passes. With ask (a caller id), every try first asks the
+// id ledger and sends only if the id is new there: a retry may come after
+// a server restart that made JetStream forget the id while another node
+// stored and recorded it meanwhile. A publish that has sent nothing by
+// half its time because the ledger does not answer gives up: after a
+// restart JetStream's own dedup may have forgotten the id.
+func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg, ask func(time.Time) (uint64, idState, error)) (uint64, storedAs, error) {
 	deadline := l.publishDeadline(ctx)
-	uncertain := false
+	lookupBy := time.Now().Add(time.Until(deadline) / 2)
+	sent, uncertain := false, false
 	var last error
-	for wait, tries := pubRetryMin, 0; ; wait, tries = min(2*wait, pubRetryMax), tries+1 {
+	for wait := pubRetryMin; ; wait = min(2*wait, pubRetryMax) {
 		if err := ctx.Err(); err != nil || !time.Now().Before(deadline) {
 			last = errors.Join(last, expired(ctx))
 			break
 		}
-		if tries > 0 && recheck != nil {
-			seq, st, err := recheck(deadline)
+		if ask != nil {
+			by := deadline
+			if !sent {
+				by = lookupBy
+			}
+			seq, st, err := ask(by)
 			if st == idFound {
-				return seq, true, err // stored before (err: for another topic)
+				return seq, recorded, err // err: it went to another topic
 			}
 			if st == idUnknown { // not sent: the ledger could not say
 				last = err
+				if !sent && !time.Now().Before(lookupBy) {
+					return 0, fresh, fmt.Errorf("%w: cannot read the id ledger %s within half the publish's time, nothing sent: %w", ErrNotStored, quote(l.cfg.idsStream()), err)
+				}
 				pause(ctx, wait, deadline)
 				continue
 			}
 		}
 		seq, dup, out, err := l.try(ctx, msg, deadline)
+		sent = true
 		switch out {
 		case acked:
-			return seq, dup, nil
+			if dup {
+				return seq, duplicate, nil
+			}
+			return seq, fresh, nil
 		case unanswered, unanswerable:
 			uncertain = true
 		}
@@ -201,9 +214,9 @@ func (l *natsLog[T]) publish(ctx context.Context, msg *nats.Msg, recheck func(ti
 		pause(ctx, wait, deadline)
 	}
 	if uncertain {
-		return 0, false, fmt.Errorf("%w: %w", bus.ErrUncertain, last)
+		return 0, fresh, fmt.Errorf("%w: %w", bus.ErrUncertain, last)
 	}
-	return 0, false, fmt.Errorf("%w: %w", ErrNotStored, last)
+	return 0, fresh, fmt.Errorf("%w: %w", ErrNotStored, last)
 }
 
 // pause waits before the next try: wait, or until the deadline, or until
