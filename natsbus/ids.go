@@ -159,20 +159,8 @@ func (l *natsLog[T]) askID(ctx context.Context, mid, topic string, deadline time
 // another Nats-Msg-Id than mid (one evicted, or not answered for, counts
 // as mid's: the entry stands).
 func (l *natsLog[T]) storedOther(ctx context.Context, seq uint64, mid string) bool {
-	req := fmt.Appendf(nil, `{"seq":%d}`, seq)
-	resp, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.stream, req)
-	if err != nil {
-		return false
-	}
-	var got struct {
-		Message *struct {
-			Hdrs []byte `json:"hdrs"`
-		} `json:"message"`
-	}
-	if json.Unmarshal(resp.Data, &got) != nil || got.Message == nil {
-		return false
-	}
-	return !strings.Contains(string(got.Message.Hdrs), "\r\n"+jetstream.MsgIDHeader+": "+mid+"\r\n")
+	_, hdrs, ok := l.storedAt(ctx, seq)
+	return ok && !strings.Contains(string(hdrs), "\r\n"+jetstream.MsgIDHeader+": "+mid+"\r\n")
 }
 
 // reportWait bounds how long Append waits for its follower to read its

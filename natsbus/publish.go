@@ -109,20 +109,32 @@ func (l *natsLog[T]) message(id, topic string, data T) (*nats.Msg, string, error
 func (l *natsLog[T]) checkReuse(ctx context.Context, seq uint64, subject string) error {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	req := fmt.Appendf(nil, `{"seq":%d}`, seq)
-	resp, err := l.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+l.cfg.stream, req)
-	if err != nil {
+	got, _, ok := l.storedAt(rctx, seq)
+	if !ok || got == subject {
 		return nil // the event is stored; the check is best effort
+	}
+	return fmt.Errorf("%w: it went to %s, seq %d", bus.ErrIDReused, quote(topicOf(got, l.prefix)), seq)
+}
+
+// storedAt reads the message the stream holds at seq (STREAM.MSG.GET,
+// answered by the stream leader): its subject and headers. ok is false
+// without an answer, or when no message is there.
+func (l *natsLog[T]) storedAt(ctx context.Context, seq uint64) (subject string, hdrs []byte, ok bool) {
+	req := fmt.Appendf(nil, `{"seq":%d}`, seq)
+	resp, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.stream, req)
+	if err != nil {
+		return "", nil, false
 	}
 	var got struct {
 		Message *struct {
 			Subject string `json:"subject"`
+			Hdrs    []byte `json:"hdrs"`
 		} `json:"message"`
 	}
-	if json.Unmarshal(resp.Data, &got) != nil || got.Message == nil || got.Message.Subject == subject {
-		return nil
+	if json.Unmarshal(resp.Data, &got) != nil || got.Message == nil {
+		return "", nil, false
 	}
-	return fmt.Errorf("%w: it went to %s, seq %d", bus.ErrIDReused, quote(topicOf(got.Message.Subject, l.prefix)), seq)
+	return got.Message.Subject, got.Message.Hdrs, true
 }
 
 // msgID is the Nats-Msg-Id of a publish: generated ids and caller ids live
