@@ -84,6 +84,12 @@ func TestPermissions(t *testing.T) {
 			case c.user != "no-events" && (perr != nil || iderr != nil):
 				t.Fatalf("Publish, PublishID with the documented permissions: %v, %v", perr, iderr)
 			}
+			if c.user == "no-events" { // a refusal from before a call is not that call's
+				all := func(string) bool { return true }
+				if stale := nc.LastError(); refusedSince(nc, stale, all) != nil || refusedSince(nc, nil, all) == nil {
+					t.Fatalf("refusedSince after %v: a refusal before the call counted, or a new one did not", stale)
+				}
+			}
 		})
 	}
 }
