@@ -18,6 +18,15 @@ import (
 // example fails instead of hanging; no example waits for it to pass.
 const exampleWait = 10 * time.Second
 
+// serve runs h at /ws on an httptest server on 127.0.0.1, as an app mounts
+// a bridge on its mux, and returns its WebSocket URL and how to stop it.
+func serve(h http.Handler) (url string, stop func()) {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", h)
+	srv := httptest.NewServer(mux)
+	return wsURL(srv.URL, "/ws"), srv.Close
+}
+
 // wsURL is the WebSocket URL of path on the httptest server at base.
 func wsURL(base, path string) string { return "ws" + strings.TrimPrefix(base, "http") + path }
 
@@ -56,17 +65,19 @@ func connectSlow(url string) *websocket.Conn {
 	return ws
 }
 
-// startSlowServer is httptest.NewServer for a server whose sockets hold
-// only a few KiB that it has sent and the client has not read: its writes
-// to a client that stops reading wait at once, not after megabytes.
-func startSlowServer(h http.Handler) *httptest.Server {
-	srv := httptest.NewUnstartedServer(h)
+// serveSlow is serve for a server whose sockets hold only a few KiB that
+// it has sent and the client has not read: its writes to a client that
+// stops reading wait at once, not after megabytes.
+func serveSlow(h http.Handler) (url string, stop func()) {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", h)
+	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		_ = c.(*net.TCPConn).SetWriteBuffer(4096)
 		return ctx
 	}
 	srv.Start()
-	return srv
+	return wsURL(srv.URL, "/ws"), srv.Close
 }
 
 // send writes one text frame.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -26,15 +25,13 @@ func ExampleWithAuthenticate() {
 		}
 		return "alice", nil
 	}))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
 
-	_, resp, err := websocket.DefaultDialer.Dial(wsURL(srv.URL, "/ws"), nil)
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	fmt.Println("no token:", err, resp.StatusCode)
-	ws, _, err := websocket.DefaultDialer.Dial(wsURL(srv.URL, "/ws"), http.Header{"Authorization": {"Bearer s3cret"}})
+	ws, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer s3cret"}})
 	if err != nil {
 		panic(err)
 	}
@@ -53,12 +50,10 @@ func ExampleWithMaxMessageSize() {
 	defer b.Close()
 	br := bridge.New(b, bridge.WithMaxMessageSize(1024),
 		bridge.WithAuthorize(func(any, bridge.Action, string) error { return nil }))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	long := strings.Repeat("x", 2000)
@@ -82,12 +77,10 @@ func ExampleWithPublishRate() {
 	defer b.Close()
 	br := bridge.New(b, bridge.WithPublishRate(0.01, 2),
 		bridge.WithAuthorize(func(any, bridge.Action, string) error { return nil }))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	for _, id := range []string{"p1", "p2", "p3"} {
@@ -107,12 +100,10 @@ func ExampleWithMaxSubscriptions() {
 	b := bus.New[Message]()
 	defer b.Close()
 	br := bridge.New(b, bridge.WithMaxSubscriptions(2))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	for _, room := range []string{"lobby", "dev", "ops"} {
@@ -138,12 +129,10 @@ func ExampleWithMaxBacklog() {
 	b := bus.New[Message]()
 	defer b.Close()
 	br := bridge.New(b, bridge.WithMaxBacklog(16))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connectSlow(wsURL(srv.URL, "/ws"))
+	ws := connectSlow(url)
 	defer ws.Close()
 	send(ws, `{"op":"sub","id":"r1","sub":"feed","pattern":"feed"}`)
 	fmt.Println(receive(ws))
@@ -165,12 +154,10 @@ func ExampleWithBadFrameBudget() {
 	b := bus.New[Message]()
 	defer b.Close()
 	br := bridge.New(b, bridge.WithBadFrameBudget(3, time.Hour))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	for _, frame := range []string{
@@ -202,12 +189,10 @@ func ExampleWithDedupWindow() {
 	defer b.Close()
 	br := bridge.New(b, bridge.WithDedupWindow(2, time.Minute),
 		bridge.WithAuthorize(func(any, bridge.Action, string) error { return nil }))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	for _, id := range []string{"p1", "p1", "p2", "p3", "p1"} {
@@ -235,12 +220,10 @@ func ExampleWithPublishTimeout() {
 	defer stuck.Close()
 	br := bridge.New(b, bridge.WithPublishTimeout(50*time.Millisecond),
 		bridge.WithAuthorize(func(any, bridge.Action, string) error { return nil }))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 
 	for _, id := range []string{"p1", "p2"} {
@@ -263,11 +246,9 @@ func ExampleWithWriteTimeout() {
 		b.Publish(ctx, "feed", Message{Text: strings.Repeat("x", 32<<10)})
 	}
 	br := bridge.New(b, bridge.WithWriteTimeout(100*time.Millisecond))
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := startSlowServer(mux)
-	defer srv.Close()
-	ws := connectSlow(wsURL(srv.URL, "/ws"))
+	url, stop := serveSlow(br)
+	defer stop()
+	ws := connectSlow(url)
 	defer ws.Close()
 
 	// The client asks for 2 MiB of history and stops reading once the

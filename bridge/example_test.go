@@ -8,7 +8,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -92,13 +91,11 @@ func ExampleWithAuthorize() {
 			return errors.New("not allowed")
 		}),
 	)
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
 	alice := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw"))}}
-	ws := connect(wsURL(srv.URL, "/ws"), alice)
+	ws := connect(url, alice)
 	defer ws.Close()
 
 	send(ws, `{"op":"sub","id":"r1","sub":"mine","pattern":"inbox.alice.>"}`)
@@ -127,12 +124,10 @@ func ExampleNew_limits() {
 		bridge.WithBadFrameBudget(10, time.Minute),
 		bridge.WithDedupWindow(4096, 2*time.Minute),
 	)
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), http.Header{"Origin": {"https://app.example.com"}})
+	ws := connect(url, http.Header{"Origin": {"https://app.example.com"}})
 	defer ws.Close()
 
 	send(ws, `{"op":"pub","id":"p1","topic":"chat.lobby","data":{"text":"`+strings.Repeat("spam ", 4000)+`"}}`)
@@ -146,12 +141,10 @@ func ExampleBridge_Stats() {
 	b := bus.New[Message]()
 	defer b.Close()
 	br := bridge.New(b) // clients may not publish: no WithAuthorize
-	mux := http.NewServeMux()
-	mux.Handle("/ws", br)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	url, stop := serve(br)
+	defer stop()
 	defer br.Close()
-	ws := connect(wsURL(srv.URL, "/ws"), nil)
+	ws := connect(url, nil)
 	defer ws.Close()
 	send(ws, `{"op":"sub","id":"r1","sub":"s1","pattern":"chat.>"}`)
 	receive(ws) // subscribed
